@@ -1,0 +1,121 @@
+"""The contract every detector follows: config in, dict out, Hub save/load for free.
+
+A detector is an ``nn.Module`` and a ``PyTorchModelHubMixin``. Subclasses set ``family`` and
+``config_class``, build layers from their config in ``__init__``, and implement
+:meth:`forward` returning at least ``logits`` (B, 2), ``prob_fake`` (B,), ``features`` (B, D)
+and an ``aux`` dict of method-specific artifacts for the explainers.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from huggingface_hub import PyTorchModelHubMixin
+from safetensors.torch import save_file
+from torch import nn
+
+from .config import DetectorConfig
+from .faces import AlignedFace, Face, align_face, detect_faces, load_image
+from .faces.io import ImageSource
+from .verdict import Verdict
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+FORMAT_VERSION = 1
+
+
+class Detector(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="forgery-lens",
+    tags=["deepfake-detection", "face-forgery-detection", "forgery-lens"],
+    pipeline_tag="image-classification",
+):
+    family: ClassVar[str] = ""
+    display_name: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    config_class: ClassVar[type[DetectorConfig]] = DetectorConfig
+
+    def __init__(self, config: DetectorConfig) -> None:
+        super().__init__()
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        self.config = config
+        self.source = "random"
+
+    # ---- the model -------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def target_layers(self) -> list[nn.Module]:
+        """Layers Grad-CAM should hook (the last spatial block of the deciding stream)."""
+        raise NotImplementedError
+
+    #: Turns a hooked layer's activations into (B, C, H, W); ViTs set a token-to-grid reshape.
+    reshape_transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+
+    @staticmethod
+    def outputs(logits: torch.Tensor, features: torch.Tensor, **aux: Any) -> dict[str, Any]:
+        """The standard forward dict from two-class logits."""
+        return {"logits": logits, "prob_fake": logits.float().softmax(-1)[:, 1], "features": features, "aux": aux}
+
+    # ---- faces in, verdicts out --------------------------------------------------------------
+    def crop(self, image: np.ndarray, face: Face) -> AlignedFace:
+        return align_face(image, face, self.config.crop_policy)
+
+    def preprocess(self, face: AlignedFace | np.ndarray) -> torch.Tensor:
+        """A (1, 3, S, S) float tensor, resized to the input size and normalised."""
+        crop = face.image if isinstance(face, AlignedFace) else np.asarray(face)
+        x = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float() / 255.0
+        size = self.config.input_size
+        if x.shape[-1] != size or x.shape[-2] != size:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        mean = torch.tensor(self.config.mean).view(1, -1, 1, 1)
+        std = torch.tensor(self.config.std).view(1, -1, 1, 1)
+        return ((x - mean) / std).to(self._device())
+
+    def _device(self) -> torch.device:
+        try:
+            return next(self.parameters()).device
+        except StopIteration:
+            return torch.device("cpu")
+
+    @torch.no_grad()
+    def predict(self, image: ImageSource, face: Face | None = None, faces: list[Face] | None = None) -> Verdict:
+        """Find the largest face (or use ``face``), crop it by this detector's policy, decide."""
+        rgb = load_image(image)
+        if face is None:
+            faces = faces or detect_faces(rgb)
+            face = faces[0]
+        aligned = self.crop(rgb, face)
+        was_training = self.training
+        self.eval()
+        out = self(self.preprocess(aligned))
+        self.train(was_training)
+        n = len(faces) if faces else 1
+        index = faces.index(face) if faces and face in faces else 0
+        return Verdict(self.config.name, float(out["prob_fake"][0]), float(self.config.threshold), self.source,
+                       aligned.image, face_index=index, n_faces=n)
+
+    # ---- Hub format --------------------------------------------------------------------------
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """``model.safetensors`` and ``config.json``; shared tensors are stored once each."""
+        state = {k: v.detach().contiguous().clone() for k, v in self.state_dict().items()}
+        save_file(state, str(save_directory / WEIGHTS_FILE), metadata={"format": "pt"})
+        meta = {"detector_family": self.family, "format_version": FORMAT_VERSION}
+        (save_directory / CONFIG_FILE).write_text(json.dumps({**meta, **self.config.to_dict()}, indent=2, sort_keys=True))
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, revision: str | None = None,
+                        **_: Any) -> "Detector":
+        """Load a checkpoint of this family from a folder or ``org/repo`` (safetensors only)."""
+        from .hub import load_checkpoint
+
+        source = str(pretrained_model_name_or_path)
+        if revision and not Path(source).exists():
+            source = f"{source}@{revision}"
+        return load_checkpoint(source, expected_family=cls.family or None)

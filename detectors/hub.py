@@ -1,0 +1,149 @@
+"""Resolve a checkpoint source (demo / local folder / Hub repo@revision) and load it safely.
+
+Only ``config.json`` + ``model.safetensors`` are ever read; pickle files are refused, weights
+load with ``strict=True``, and every failure names the source and what is wrong.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from .base import CONFIG_FILE, WEIGHTS_FILE
+from .errors import CheckpointCorrupted, CheckpointMismatch, CheckpointNotFound, UnsafeCheckpoint
+from .registry import get_entry
+
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets" / "checkpoints"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt", ".tar")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def demo_checkpoint_dir(family: str) -> Path:
+    return ASSETS_DIR / family
+
+
+def parse_hub_source(source: str) -> tuple[str, str | None] | None:
+    """``hf-hub:org/repo@rev`` or ``org/repo@rev`` -> ``(repo_id, revision)``; else ``None``."""
+    text = source[len("hf-hub:"):] if source.startswith("hf-hub:") else source
+    repo, _, revision = text.partition("@")
+    if not _HUB_ID.match(repo):
+        return None
+    return repo, (revision or None)
+
+
+def resolve_source(source: str, family: str | None) -> tuple[Path, str]:
+    """A local folder holding the checkpoint files, and a label for where they came from."""
+    if source == "demo":
+        if family is None:
+            raise CheckpointNotFound("a demo checkpoint needs a detector name")
+        folder = demo_checkpoint_dir(family)
+        if not (folder / WEIGHTS_FILE).is_file():
+            raise CheckpointNotFound(f"no demo checkpoint is shipped for {family!r} yet (looked in {folder})")
+        return folder, "demo"
+    path = Path(source).expanduser()
+    if path.exists() or source.startswith((".", "/", "~")):
+        if not path.is_dir():
+            raise CheckpointNotFound(f"{source}: not a checkpoint folder (expected {CONFIG_FILE} and {WEIGHTS_FILE})")
+        return path, f"local:{path}"
+    hub = parse_hub_source(source)
+    if hub is None:
+        raise CheckpointNotFound(f"{source!r} is neither a folder nor a Hub repo id like org/name@revision")
+    return _download(*hub), f"hf-hub:{hub[0]}@{hub[1] or 'main'}"
+
+
+def _download(repo_id: str, revision: str | None) -> Path:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
+    where = f"{repo_id}@{revision or 'main'}"
+    try:
+        config_path = Path(hf_hub_download(repo_id, CONFIG_FILE, revision=revision))
+    except EntryNotFoundError:
+        raise CheckpointNotFound(f"{where} has no {CONFIG_FILE}; it is not a Forgery Lens checkpoint") from None
+    except LocalEntryNotFoundError:
+        raise CheckpointNotFound(f"{where} is not in the local cache and the Hub cannot be reached (offline?)") from None
+    except HfHubHTTPError as exc:
+        raise CheckpointNotFound(f"{where} could not be fetched from the Hub: {_short(exc)}") from None
+    except (OSError, ValueError) as exc:
+        raise CheckpointNotFound(f"{where} could not be fetched: {_short(exc)}") from None
+    try:
+        hf_hub_download(repo_id, WEIGHTS_FILE, revision=revision)
+    except EntryNotFoundError:
+        raise UnsafeCheckpoint(f"{where} has no {WEIGHTS_FILE}; only safetensors weights are loaded, never pickle files") from None
+    except (HfHubHTTPError, OSError, ValueError) as exc:
+        raise CheckpointNotFound(f"{where}: {WEIGHTS_FILE} could not be fetched: {_short(exc)}") from None
+    return config_path.parent
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointNotFound(f"{folder}: no {CONFIG_FILE}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointCorrupted(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or "name" not in data:
+        raise CheckpointMismatch(f"{path}: not a Forgery Lens detector config (no 'name' field)")
+    return data
+
+
+def load_checkpoint(source: str, expected_family: str | None = None, demo_name: str | None = None, **overrides: Any):
+    """Build the detector that ``source`` describes and load its weights (``strict=True``)."""
+    family_hint = expected_family or (get_entry(demo_name).family if demo_name else None)
+    folder, label = resolve_source(source, family_hint)
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        if pickles:
+            raise UnsafeCheckpoint(f"{folder}: only pickle weights ({', '.join(pickles)}); convert them to {WEIGHTS_FILE}")
+        raise CheckpointNotFound(f"{folder}: no {WEIGHTS_FILE}")
+    data = read_config(folder)
+    name = data.pop("name")
+    data.pop("format_version", None)
+    family = data.pop("detector_family", None)
+    entry = get_entry(name)
+    if expected_family and entry.family != expected_family:
+        raise CheckpointMismatch(f"{source}: holds a {entry.family!r} detector ({name}), not {expected_family!r}")
+    if family and family != entry.family:
+        raise CheckpointMismatch(f"{folder / CONFIG_FILE}: name {name!r} does not match family {family!r}")
+    try:
+        model = entry.factory(**{**data, **overrides})
+    except (TypeError, ValueError) as exc:
+        raise CheckpointMismatch(f"{folder / CONFIG_FILE}: {exc}") from None
+    model.config.name = name
+    load_weights(model, weights)
+    model.source = label
+    model.eval()
+    return model
+
+
+def load_weights(model, weights: Path) -> None:
+    """Fill ``model`` from a safetensors file; every key and shape must match exactly."""
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointCorrupted(f"{weights}: unreadable safetensors file ({exc})") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+              for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} tensor(s) e.g. {', '.join(missing[:3])}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} tensor(s) e.g. {', '.join(unexpected[:3])}")
+        if shapes:
+            parts.append(f"shape mismatch {'; '.join(shapes[:3])}")
+        raise CheckpointMismatch(f"{weights} does not fit {model.config.name}: " + "; ".join(parts))
+    model.load_state_dict(state, strict=True)

@@ -1,0 +1,61 @@
+"""Turn maps into pictures with colour-blind-safe colour maps (viridis/cividis), never red/green."""
+from __future__ import annotations
+
+import io
+
+import cv2
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+DEFAULT_CMAP = "viridis"
+
+
+def normalize(heatmap: np.ndarray) -> np.ndarray:
+    """Scale a map to [0, 1] (a constant map becomes all zeros)."""
+    h = np.nan_to_num(np.asarray(heatmap, dtype=np.float32))
+    lo, hi = float(h.min()), float(h.max())
+    return (h - lo) / (hi - lo) if hi > lo else np.zeros_like(h)
+
+
+def colorize(heatmap: np.ndarray, cmap: str = DEFAULT_CMAP) -> np.ndarray:
+    """A [0, 1] map as an RGB ``uint8`` image."""
+    rgba = plt.get_cmap(cmap)(np.clip(heatmap, 0, 1))
+    return (rgba[..., :3] * 255 + 0.5).astype(np.uint8)
+
+
+def resize_map(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a map to ``(H, W)`` bilinearly."""
+    h, w = size
+    return cv2.resize(np.asarray(heatmap, np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45, cmap: str = DEFAULT_CMAP) -> np.ndarray:
+    """Blend a [0, 1] map (any size) over an RGB image."""
+    m = resize_map(heatmap, image.shape[:2])
+    return (image.astype(np.float32) * (1 - alpha) + colorize(m, cmap).astype(np.float32) * alpha).round().astype(np.uint8)
+
+
+def figure_to_array(fig) -> np.ndarray:
+    """Render a matplotlib figure to an RGB ``uint8`` array and close it."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=fig.dpi, bbox_inches="tight")
+    plt.close(fig)
+    buf.seek(0)
+    from PIL import Image
+
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
+def map_with_colorbar(heatmap: np.ndarray, title: str, label: str, cmap: str = DEFAULT_CMAP,
+                      vmin: float | None = None, vmax: float | None = None) -> np.ndarray:
+    """A map drawn with a labelled colour bar (for maps whose absolute values matter)."""
+    fig, ax = plt.subplots(figsize=(3.2, 2.8), dpi=90)
+    im = ax.imshow(heatmap, cmap=cmap, vmin=vmin, vmax=vmax)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    bar.set_label(label, fontsize=8)
+    return figure_to_array(fig)

@@ -1,0 +1,1 @@
+"""Face data for training: readers, landmark cache, forgery generators, augmentation."""
