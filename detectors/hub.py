@@ -57,21 +57,28 @@ def resolve_source(source: str, family: str | None) -> tuple[Path, str]:
 
 def _download(repo_id: str, revision: str | None) -> Path:
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError,
+                                        RepositoryNotFoundError, RevisionNotFoundError)
 
     where = f"{repo_id}@{revision or 'main'}"
     try:
         config_path = Path(hf_hub_download(repo_id, CONFIG_FILE, revision=revision))
+    except LocalEntryNotFoundError:  # subclass of EntryNotFoundError: test it first
+        raise CheckpointNotFound(f"{where} is not in the local cache and the Hub cannot be reached (offline?)") from None
+    except RepositoryNotFoundError:
+        raise CheckpointNotFound(f"{where}: no such repository on the Hub (or it is private)") from None
+    except RevisionNotFoundError:
+        raise CheckpointNotFound(f"{where}: the repository has no revision {revision!r}") from None
     except EntryNotFoundError:
         raise CheckpointNotFound(f"{where} has no {CONFIG_FILE}; it is not a Forgery Lens checkpoint") from None
-    except LocalEntryNotFoundError:
-        raise CheckpointNotFound(f"{where} is not in the local cache and the Hub cannot be reached (offline?)") from None
     except HfHubHTTPError as exc:
         raise CheckpointNotFound(f"{where} could not be fetched from the Hub: {_short(exc)}") from None
     except (OSError, ValueError) as exc:
         raise CheckpointNotFound(f"{where} could not be fetched: {_short(exc)}") from None
     try:
         hf_hub_download(repo_id, WEIGHTS_FILE, revision=revision)
+    except LocalEntryNotFoundError:
+        raise CheckpointNotFound(f"{where}: {WEIGHTS_FILE} is not in the local cache and the Hub cannot be reached") from None
     except EntryNotFoundError:
         raise UnsafeCheckpoint(f"{where} has no {WEIGHTS_FILE}; only safetensors weights are loaded, never pickle files") from None
     except (HfHubHTTPError, OSError, ValueError) as exc:
@@ -109,11 +116,11 @@ def load_checkpoint(source: str, expected_family: str | None = None, demo_name: 
     data = read_config(folder)
     name = data.pop("name")
     data.pop("format_version", None)
-    family = data.pop("detector_family", None)
+    family = data.pop("detector_family", None) or name.rsplit("_", 1)[0]
+    if expected_family and family != expected_family:
+        raise CheckpointMismatch(f"{source}: holds a {family!r} detector ({name}), not {expected_family!r}")
     entry = get_entry(name)
-    if expected_family and entry.family != expected_family:
-        raise CheckpointMismatch(f"{source}: holds a {entry.family!r} detector ({name}), not {expected_family!r}")
-    if family and family != entry.family:
+    if family != entry.family:
         raise CheckpointMismatch(f"{folder / CONFIG_FILE}: name {name!r} does not match family {family!r}")
     try:
         model = entry.factory(**{**data, **overrides})
