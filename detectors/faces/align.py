@@ -14,10 +14,10 @@ import numpy as np
 from . import mesh_indices as idx
 from .landmarks import Face
 
-# ArcFace five-point template in a 112x112 frame (x shifted by 8 as DeepfakeBench does).
+# ArcFace five-point template in a 112x112 frame (the 96x112 original shifted by 8 in x).
 _ARCFACE_112 = np.array(
-    [[38.2946 + 8, 51.6963], [73.5318 + 8, 51.5014], [56.0252 + 8, 71.7366],
-     [41.5493 + 8, 92.3655], [70.7299 + 8, 92.2041]], dtype=np.float64)
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
+     [41.5493, 92.3655], [70.7299, 92.2041]], dtype=np.float64)
 
 
 @dataclass(frozen=True)

@@ -42,47 +42,103 @@ class Face:
         return Face(pts)
 
 
-class _FaceMesh:
-    """One mediapipe graph per process, guarded by a lock (its graphs are not thread-safe)."""
+class _Mediapipe:
+    """mediapipe's face mesh and full-range face detector, created on first use and guarded
+    by a lock (their graphs are not thread-safe)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._mesh = None
+        self._detector = None
 
-    def __call__(self, rgb: np.ndarray) -> list[np.ndarray]:
+    def _build(self) -> None:
+        import mediapipe as mp  # heavy import, deferred to first use
+
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=True, max_num_faces=MAX_FACES, refine_landmarks=True, min_detection_confidence=0.5)
+        self._detector = mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5)
+
+    def mesh(self, rgb: np.ndarray) -> list[np.ndarray]:
         with self._lock:
             if self._mesh is None:
-                import mediapipe as mp  # heavy import, deferred to first use
-
-                self._mesh = mp.solutions.face_mesh.FaceMesh(
-                    static_image_mode=True,
-                    max_num_faces=MAX_FACES,
-                    refine_landmarks=True,
-                    min_detection_confidence=0.5,
-                )
-            result = self._mesh.process(rgb)
+                self._build()
+            result = self._mesh.process(np.ascontiguousarray(rgb))
         h, w = rgb.shape[:2]
-        faces = []
-        for lms in result.multi_face_landmarks or []:
-            pts = np.array([(p.x * w, p.y * h) for p in lms.landmark], dtype=np.float32)
-            faces.append(pts)
-        return faces
+        return [np.array([(p.x * w, p.y * h) for p in lms.landmark], dtype=np.float32)
+                for lms in result.multi_face_landmarks or []]
+
+    def boxes(self, rgb: np.ndarray) -> list[tuple[float, float, float, float]]:
+        """Face boxes ``(x0, y0, x1, y1)`` in pixels from the full-range (up to ~5 m) detector."""
+        with self._lock:
+            if self._detector is None:
+                self._build()
+            result = self._detector.process(np.ascontiguousarray(rgb))
+        h, w = rgb.shape[:2]
+        out = []
+        for det in result.detections or []:
+            box = det.location_data.relative_bounding_box
+            out.append((box.xmin * w, box.ymin * h, (box.xmin + box.width) * w, (box.ymin + box.height) * h))
+        return out
 
 
-_MESH = _FaceMesh()
+_MP = _Mediapipe()
 
 
-def _run_mesh(rgb: np.ndarray) -> list[np.ndarray]:
+def _upscaled(rgb: np.ndarray) -> tuple[np.ndarray, float]:
     h, w = rgb.shape[:2]
     scale = max(1.0, DETECTION_MIN_SIDE / min(h, w))
-    work = rgb if scale == 1.0 else cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_CUBIC)
-    found = _MESH(np.ascontiguousarray(work))
+    if scale == 1.0:
+        return rgb, 1.0
+    return cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_CUBIC), scale
+
+
+def _mesh_whole(rgb: np.ndarray) -> list[np.ndarray]:
+    work, scale = _upscaled(rgb)
+    found = _MP.mesh(work)
     if not found:
         # Faces that fill the whole frame (tight crops) are found once the frame has room around them.
         pad = max(work.shape[:2]) // 4
         padded = cv2.copyMakeBorder(work, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-        found = [pts - pad for pts in _MESH(padded)]
+        found = [pts - pad for pts in _MP.mesh(padded)]
     return [pts / scale for pts in found]
+
+
+def _mesh_in_box(rgb: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray | None:
+    """Landmarks of the face in ``box``, meshed on a crop around it (for faces small in frame)."""
+    x0, y0, x1, y1 = box
+    side = 2.2 * max(x1 - x0, y1 - y0)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    left, top = int(round(cx - side / 2)), int(round(cy - side / 2))
+    size = max(1, int(round(side)))
+    crop = cv2.copyMakeBorder(rgb, size, size, size, size, cv2.BORDER_REPLICATE)[
+        top + size: top + 2 * size, left + size: left + 2 * size]
+    work, scale = _upscaled(crop)
+    found = _MP.mesh(work)
+    if not found:
+        return None
+    centre = np.array([work.shape[1] / 2, work.shape[0] / 2])
+    best = min(found, key=lambda pts: np.linalg.norm(pts.mean(0) - centre))
+    return best / scale + np.array([left, top], np.float32)
+
+
+def _covered(box: tuple[float, float, float, float], faces: list[np.ndarray]) -> bool:
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    for pts in faces:
+        (fx0, fy0), (fx1, fy1) = pts.min(0), pts.max(0)
+        if fx0 <= cx <= fx1 and fy0 <= cy <= fy1:
+            return True
+    return False
+
+
+def _run_mesh(rgb: np.ndarray) -> list[np.ndarray]:
+    faces = _mesh_whole(rgb)
+    if len(faces) < MAX_FACES:
+        for box in _MP.boxes(rgb):
+            if not _covered(box, faces):
+                pts = _mesh_in_box(rgb, box)
+                if pts is not None and not _covered(tuple(pts.min(0)) + tuple(pts.max(0)), faces):
+                    faces.append(pts)
+    return faces[:MAX_FACES]
 
 
 def detect_faces(rgb: np.ndarray) -> list[Face]:
