@@ -1,0 +1,116 @@
+"""``python -m training train``: train a detector by its recipe (also under ``accelerate launch``)."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HELP = "Train a detector by a recipe (demo|full|PATH.yaml); checkpoints go to --out (best/, last/)."
+
+#: keys of a recipe's ``data`` section that say where the data come from
+DATA_SOURCE_KEYS = ("pool", "folder", "deepfakebench_json", "builder")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--detector", help="registry name, e.g. lav_demo (default: the recipe's 'detector')")
+    p.add_argument("--recipe", default="demo", help="demo | full | a YAML file | a name in training/configs (default demo)")
+    p.add_argument("--data", help="override the data source: a folder of real faces (pool), a folder with "
+                                  "real/ and fake/, or a DeepfakeBench JSON file")
+    p.add_argument("--out", help="output folder (default runs/<detector>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from OUT/last")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any recipe value, e.g. --set train.lr=1e-4 --set data.limit=200 (repeatable)")
+    p.add_argument("--epochs", type=int, help="shortcut for --set train.epochs=N")
+    p.add_argument("--max-steps", type=int, help="shortcut for --set train.max_steps=N")
+    p.add_argument("--batch-size", type=int, help="shortcut for --set train.batch_size=N")
+    p.add_argument("--lr", type=float, help="shortcut for --set train.lr=X")
+    p.add_argument("--seed", type=int, help="shortcut for --set train.seed=N")
+    p.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
+    p.add_argument("--stop-after", type=int, default=0, metavar="N",
+                   help="stop after N optimizer steps of this invocation, leaving a resumable OUT/last "
+                        "(for time-boxed jobs); the schedule is not shortened")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
+
+
+def overrides_from(args: argparse.Namespace) -> list[str]:
+    items = list(args.set)
+    for flag, key in (("epochs", "train.epochs"), ("max_steps", "train.max_steps"), ("batch_size", "train.batch_size"),
+                      ("lr", "train.lr"), ("seed", "train.seed")):
+        value = getattr(args, flag)
+        if value is not None:
+            items.append(f"{key}={value}")
+    return items
+
+
+def data_source(path: str) -> dict[str, Any]:
+    """What ``--data PATH`` means for the ``data`` section."""
+    p = Path(path).expanduser()
+    if p.is_file() and p.suffix == ".json":
+        return {"deepfakebench_json": str(p)}
+    if p.is_dir() and (p / "real").is_dir() and (p / "fake").is_dir():
+        return {"folder": str(p)}
+    if p.is_dir():
+        return {"pool": str(p)}
+    raise SystemExit(f"--data {path}: not a folder or a .json file")
+
+
+def with_data(recipe: dict[str, Any], path: str | None) -> dict[str, Any]:
+    if path:
+        kept = {k: v for k, v in recipe.get("data", {}).items() if k not in DATA_SOURCE_KEYS}
+        recipe["data"] = {**kept, **data_source(path)}
+    return recipe
+
+
+def run(args: argparse.Namespace) -> int:
+    from accelerate.utils import set_seed
+
+    from detectors.registry import build_detector
+    from training.engine import Trainer
+    from training.recipes import RecipeError, complete, load_recipe
+
+    try:
+        saved = Path(args.out) / "recipe.yaml" if args.out else None
+        if args.resume and saved is not None and saved.is_file():
+            recipe = yaml.safe_load(saved.read_text())
+            from training.recipes import apply_override
+
+            for item in overrides_from(args):
+                apply_override(recipe, item)
+            recipe = complete(recipe, source=recipe.get("source", str(saved)))
+        else:
+            recipe = load_recipe(args.recipe, args.detector, overrides_from(args))
+        recipe = with_data(recipe, args.data)
+    except RecipeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    detector = recipe["detector"]
+    out_default = Path("runs") / detector
+    out = Path(args.out) if args.out else out_default
+    if args.resume and not (out / "last").exists():
+        print(f"error: --resume: no run to resume in {out}", file=sys.stderr)
+        return 2
+    set_seed(int(recipe["train"]["seed"]))
+    model = build_detector(detector, **recipe.get("model", {}))
+    command = command_line(args)
+    trainer = Trainer(model, recipe, out, cpu=args.cpu, stop_after=args.stop_after, command=command,
+                      progress_bar=not args.no_progress)
+    trainer.fit(resume=args.resume)
+    return 0
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command as a user would type it (for the log and the model card)."""
+    parts = ["python", "-m", "training", "train"]
+    for flag in ("detector", "recipe", "data", "out"):
+        value = getattr(args, flag)
+        if value is not None:
+            parts += [f"--{flag}", str(value)]
+    for item in overrides_from(args):
+        parts += ["--set", item]
+    if args.cpu:
+        parts.append("--cpu")
+    return " ".join(shlex.quote(p) for p in parts)
