@@ -1,0 +1,142 @@
+"""The synthetic-forgery data set: real faces from a pool plus forgeries drawn on the fly.
+
+- Split: a file is in ``val`` when a hash of its name falls below ``val_fraction``; ``all``
+  takes every file.
+- Determinism: ``val``/``all`` items are fixed per ``(seed, index)`` so validation AUC is
+  comparable between epochs; ``train`` items are fresh per epoch, seeded by
+  ``(seed, epoch, index)`` (call :meth:`set_epoch` before each epoch).
+- Kinds: ``kinds`` is a mix ratio (``{real: 0.5, sbi: 0.25, donor: 0.25}``). With
+  ``cycle_kinds`` item ``i`` gets ``kinds[i % K]``: any run of ``K * n`` consecutive items
+  (a batch with ``shuffle=False``) holds ``n`` of each kind; the data set shuffles the images
+  itself per epoch, so use ``shuffle=False`` then.
+- Faces are aligned with the detector's crop policy from cached landmarks; files without a face
+  are left out of the pool (counted in :attr:`no_face_count`).
+"""
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from detectors.faces import load_image
+
+from . import kinds
+from .augment import AugmentConfig
+from .donors import nearest_neighbours
+from .forgery import DEFAULT_REGIONS, make_forgery
+from .items import crop_face, in_val_split, make_item
+from .landmark_cache import LandmarkCache, list_images
+from .sentences import region_vector
+
+_VAL_STREAM = 0x7A11  # separates val/all draws from train draws of epoch 0
+
+
+class SyntheticForgeries(torch.utils.data.Dataset):
+    def __init__(self, pool: str | Path, detector_config: Any, split: str = "train", seed: int = 0,
+                 kinds_mix: dict[str, float] | None = None, cycle_kinds: bool = False,
+                 regions: list[str] | None = None, augment: Any = None, ae_weights: str | None = None,
+                 limit: int | None = None, val_fraction: float = 0.1, donor_k: int = 20) -> None:
+        if split not in ("train", "val", "all"):
+            raise ValueError(f"split must be train, val or all, not {split!r}")
+        self.config = detector_config
+        self.policy = detector_config.crop_policy
+        self.split, self.seed, self.epoch = split, int(seed), 0
+        mix = {k: float(v) for k, v in (kinds_mix or {"real": 0.5, "sbi": 0.25, "donor": 0.25}).items() if float(v) > 0}
+        unknown = sorted(set(mix) - set(kinds.KIND_CODES))
+        if unknown:
+            raise ValueError(f"unknown kind(s) {unknown}; choose from {sorted(kinds.KIND_CODES)}")
+        self.kind_names = list(mix)
+        total = sum(mix.values())
+        self.kind_probs = np.array([mix[k] / total for k in self.kind_names])
+        self.cycle_kinds = bool(cycle_kinds)
+        self.regions = list(regions) if regions else list(DEFAULT_REGIONS)
+        self.aug = AugmentConfig.from_cfg(augment)
+        self.ae_weights = ae_weights
+        self._ae = None
+
+        files = list_images(pool)
+        if limit:
+            files = files[: int(limit)]
+        if split != "all":
+            files = [f for f in files if in_val_split(f.name, val_fraction) == (split == "val")]
+        landmarks = LandmarkCache().get_many(files, desc=f"face landmarks of {Path(pool).name}")
+        keep = [i for i, p in enumerate(landmarks) if p is not None]
+        self.no_face_count = len(files) - len(keep)
+        self.files = [files[i] for i in keep]
+        self.landmarks = [landmarks[i] for i in keep]
+        if not self.files:
+            raise ValueError(f"no usable faces in {pool} for split {split!r}")
+        self.neighbours = nearest_neighbours(self.landmarks, k=donor_k)
+        self._images: dict[int, np.ndarray] = {}
+        if "ae" in self.kind_names:
+            self._autoencoder()  # fail early if the weights are missing
+
+    # -- epochs and seeds ------------------------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def _rng(self, index: int) -> np.random.Generator:
+        if self.split == "train":
+            return np.random.default_rng([self.seed, self.epoch, index])
+        return np.random.default_rng([self.seed, _VAL_STREAM, index])
+
+    def _file_index(self, index: int) -> int:
+        if self.split != "train":
+            return index
+        perm = np.random.default_rng([self.seed, self.epoch, 0x5EED]).permutation(len(self.files))
+        return int(perm[index])
+
+    def kind_of(self, index: int, rng: np.random.Generator | None = None) -> str:
+        if self.cycle_kinds:
+            return self.kind_names[index % len(self.kind_names)]
+        rng = rng if rng is not None else self._rng(index)
+        return self.kind_names[int(rng.choice(len(self.kind_names), p=self.kind_probs))]
+
+    # -- faces ------------------------------------------------------------------------------
+    def _image(self, i: int) -> np.ndarray:
+        img = self._images.get(i)
+        if img is None:
+            img = self._images[i] = load_image(self.files[i])
+        return img
+
+    def aligned(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Aligned crop and crop landmarks of pool file ``i`` under the detector's policy."""
+        crop, pts, _ = crop_face(self._image(i), self.landmarks[i], self.policy)
+        return crop, pts
+
+    def _autoencoder(self):
+        if self._ae is None:
+            from .autoencoder import get_autoencoder
+
+            self._ae = get_autoencoder(self.ae_weights)
+        return self._ae
+
+    # -- items ------------------------------------------------------------------------------
+    def forgery(self, index: int):
+        """The un-augmented :class:`~training.data.forgery.Forgery` of item ``index`` and its rng."""
+        rng = self._rng(index)
+        kind = self.kind_of(index, rng)
+        j = self._file_index(index)
+        crop, pts = self.aligned(j)
+        donors = None
+        if kind in ("donor", "region") and self.neighbours.shape[1]:
+            d = int(self.neighbours[j][int(rng.integers(self.neighbours.shape[1]))])
+            donors = [self.aligned(d)]
+        options = {"model": self._autoencoder()} if kind == "ae" else {}
+        f = make_forgery(kind, crop, pts, rng, regions=self.regions, donors=donors, **options)
+        f.meta["file"] = self.files[j].name
+        return f, rng
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if index < 0 or index >= len(self):
+            raise IndexError(index)
+        f, rng = self.forgery(index)
+        code = kinds.KIND_CODES[f.meta["kind"]]
+        return make_item(f.image, f.mask, f.label, code, region_vector(f.meta["regions"]),
+                         Path(f.meta["file"]).stem, self.config, rng=rng, aug=self.aug)
