@@ -1,0 +1,205 @@
+"""VLFFD: output contract, sentence space, C2F losses, checkpoint round trip, explanations."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from detectors import build_detector, create_detector
+from detectors.vlffd import (REAL_SENTENCE, SENTENCE_REGIONS, TOKENIZER_FILE, WHOLE_FACE_SENTENCE, SentenceTokenizer,
+                             candidate_sentences, region_sentence)
+from training.data import kinds
+from training.methods import get_method
+from training.methods.vlffd import symmetric_infonce
+
+TINY = dict(input_size=32, patch_size=8, crop_size=48, vision_width=32, vision_layers=1, vision_heads=2,
+            vision_mlp=64, text_width=32, text_layers=1, text_heads=2, text_mlp=64, embed_dim=16)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return build_detector("vlffd_demo", **TINY).eval()
+
+
+def fake_batch(size: int = 32, n: int = 6) -> dict:
+    """reals, region forgeries with their sentences, and coarse SBI fakes without one."""
+    g = torch.Generator().manual_seed(1)
+    kind = torch.tensor([kinds.REAL, kinds.REGION, kinds.REGION, kinds.SBI, kinds.REAL, kinds.REGION])[:n]
+    regions = torch.zeros(n, len(kinds.SENTENCE_REGIONS))
+    regions[1, [0, 5]] = 1
+    regions[2, 4] = 1
+    regions[5, [0, 5]] = 1
+    sentences = [region_sentence([r for r, on in zip(kinds.SENTENCE_REGIONS, row) if on]) if k != kinds.SBI else ""
+                 for k, row in zip(kind.tolist(), regions)]
+    return {"image": torch.randn(n, 3, size, size, generator=g), "label": (kind != kinds.REAL).long(), "kind": kind,
+            "mask": torch.zeros(n, 1, size, size), "regions": regions, "sentence": sentences,
+            "video_id": [str(i) for i in range(n)]}
+
+
+def test_regions_match_the_engine():
+    assert SENTENCE_REGIONS == kinds.SENTENCE_REGIONS
+
+
+def test_candidate_sentences():
+    sentences, named = candidate_sentences(max_parts=3)
+    parts = len(SENTENCE_REGIONS) - 1
+    assert len(sentences) == 2 + parts + math.comb(parts, 2) + math.comb(parts, 3) == len(set(sentences))
+    assert sentences[0] == REAL_SENTENCE and named[0] == ()
+    assert WHOLE_FACE_SENTENCE in sentences
+    assert "The left eye and the mouth of this face are forged." in sentences
+    assert "The nose of this face is forged." in sentences
+    assert region_sentence(["left_eye", "nose", "mouth"]) == "The left eye, the nose and the mouth of this face are forged."
+
+
+def test_word_tokenizer(tiny):
+    tok = tiny.tokenizer
+    assert isinstance(tok, SentenceTokenizer)
+    ids, mask = tok(["The left eye and the mouth of this face are forged.", "This face is real.", "zebra!"])
+    assert ids.shape == mask.shape == (3, tiny.config.text_context)
+    assert (ids[:, 0] == tok.bos_id).all()
+    assert ((ids == tok.eos_id).sum(1) == 1).all()
+    assert (ids[2] == 1).any(), "an unknown word maps to [UNK]"
+    assert not torch.equal(ids[0], ids[1])
+    assert int(ids.max()) < tiny.config.text_vocab_size
+
+
+def test_forward_contract(tiny):
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        out = tiny(x)
+    n = len(tiny.sentences)
+    assert out["logits"].shape == (3, 2) and out["features"].shape == (3, 16)
+    assert ((out["prob_fake"] >= 0) & (out["prob_fake"] <= 1)).all()
+    aux = out["aux"]
+    assert aux["sentence_probs"].shape == (3, n)
+    assert torch.allclose(aux["sentence_probs"].sum(-1), torch.ones(3), atol=1e-5)
+    assert aux["region_scores"].shape == aux["region_probs"].shape == (3, len(SENTENCE_REGIONS))
+    # region score = probability mass of the sentences that name the region
+    p = aux["sentence_probs"][0]
+    j = SENTENCE_REGIONS.index("nose")
+    naming = [i for i, named in enumerate(tiny.sentence_regions) if "nose" in named]
+    assert torch.isclose(aux["region_scores"][0, j], p[naming].sum(), atol=1e-6)
+    assert torch.allclose(aux["text_prob_fake"], 1 - aux["sentence_probs"][:, 0])
+    assert len(tiny.describe(out, 1, top_k=3)) == 3
+
+
+def test_text_cache_follows_weights():
+    model = build_detector("vlffd_demo", **TINY).eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        before = model(x)["aux"]["sentence_logits"].clone()
+        model.train()
+        model.text.text_projection.weight.mul_(-1.0)
+        model.eval()
+        after = model(x)["aux"]["sentence_logits"]
+    assert not torch.allclose(before, after)
+
+
+def test_infonce_treats_a_shared_sentence_as_one_text():
+    text = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
+    sentences = ["a", "a", "b", "c"]
+    image = text[[0, 0, 1, 2]]
+    aligned = symmetric_infonce(image, sentences, text, torch.tensor(100.0))
+    assert aligned < 0.4  # two reals sharing "a" are not each other's negatives
+    shuffled = symmetric_infonce(image[[2, 3, 0, 1]], sentences, text, torch.tensor(100.0))
+    assert shuffled > aligned + 5
+
+
+def test_c2f_loss_backpropagates():
+    torch.manual_seed(0)
+    model = build_detector("vlffd_demo", **TINY).train()
+    method = get_method("vlffd", {"method": {"region_weight": 0.5}})
+    params = list(method.trainable_parameters(model, method.stages()[0]))
+    batch = fake_batch()
+    parts = method.loss(model, batch, method.stages()[0])
+    assert parts["loss"].ndim == 0 and torch.isfinite(parts["loss"])
+    assert parts["itc"] > 0 and parts["region"] > 0
+    parts["loss"].backward()
+    for name, module in [("vision", model.vision), ("text", model.text), ("head", model.head)]:
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters()), name
+    assert model.logit_scale.grad is not None and model.logit_scale.grad != 0
+    assert len(params) == len(list(model.parameters()))
+
+
+def test_coarse_only_batch_skips_itc():
+    model = build_detector("vlffd_demo", **TINY).train()
+    method = get_method("vlffd")
+    batch = fake_batch()
+    batch["kind"] = torch.full_like(batch["kind"], kinds.SBI)
+    parts = method.loss(model, batch, method.stages()[0])
+    assert float(parts["itc"]) == 0.0 and float(parts["loss"]) == pytest.approx(float(parts["cls"]))
+
+
+def test_freeze_text_leaves_text_tower_out():
+    model = build_detector("vlffd_demo", **TINY)
+    method = get_method("vlffd", {"method": {"freeze_text": True}})
+    params = {id(p) for p in method.trainable_parameters(model, method.stages()[0])}
+    assert not any(id(p) in params for p in model.text.parameters())
+    assert id(model.logit_scale) in params
+
+
+def test_save_load_round_trip(tiny, tmp_path):
+    tiny.save_pretrained(tmp_path)
+    assert (tmp_path / TOKENIZER_FILE).is_file()
+    loaded = create_detector("vlffd_demo", str(tmp_path))
+    assert loaded.config == tiny.config
+    state = load_file(str(tmp_path / "model.safetensors"))
+    for k, v in loaded.state_dict().items():
+        assert torch.equal(v, state[k]), k
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        a, b = tiny(x), loaded(x)
+    assert torch.equal(a["logits"], b["logits"])
+    assert torch.equal(a["aux"]["sentence_probs"], b["aux"]["sentence_probs"])
+    from tokenizers import Tokenizer
+
+    saved = Tokenizer.from_file(str(tmp_path / TOKENIZER_FILE))
+    assert saved.encode(REAL_SENTENCE).ids == loaded.tokenizer(["This face is real."])[0][0].tolist()
+
+
+def test_gradcam_and_region_map(tiny, astronaut):
+    from detectors.faces import detect_faces
+    from explain.gradcam import grad_cam
+    from explain.pipeline import explain
+
+    x = torch.randn(1, 3, 32, 32)
+    cam = grad_cam(tiny, x)
+    assert cam.shape == (32, 32) and np.isfinite(cam).all()
+    aligned = tiny.crop(astronaut, detect_faces(astronaut)[0])
+    out, explanations = explain(tiny, aligned)
+    kinds_ = [e.kind for e in explanations]
+    assert kinds_ == ["vlffd_regions", "vlffd_region_bars", "gradcam"]
+    regions = explanations[0]
+    assert regions.heatmap.shape == aligned.image.shape[:2]
+    assert 0 <= regions.heatmap.min() and regions.heatmap.max() <= 1
+    assert regions.data["sentence"] in tiny.sentences
+    # the map paints each region with its score: only the mouth scored -> bright mouth, dark elsewhere
+    from detectors.faces import region_mask
+    from explain.vlffd import region_map
+
+    size = aligned.image.shape[:2]
+    scores = {r: 0.0 for r in SENTENCE_REGIONS} | {"mouth": 0.7}
+    heat = region_map(aligned.landmarks, scores, size)
+    mouth = region_mask(aligned.landmarks, "mouth", size) > 0.99
+    forehead = region_mask(aligned.landmarks, "forehead", size) > 0.99
+    assert 0.5 < heat[mouth].max() <= 0.7 + 1e-6
+    assert heat[forehead].max() < 0.05
+    assert explanations[2].heatmap.shape == aligned.image.shape[:2]
+
+
+def test_full_config_is_clip_b16():
+    with torch.device("meta"):
+        full = build_detector("vlffd_full")
+    cfg = full.config
+    assert (cfg.input_size, cfg.patch_size, cfg.vision_width, cfg.vision_layers) == (224, 16, 768, 12)
+    assert (cfg.text_width, cfg.text_layers, cfg.text_context, cfg.text_vocab_size) == (512, 12, 77, 49408)
+    assert cfg.pretrained_weights == "openai/clip-vit-base-patch16"
+    assert 85e6 < sum(p.numel() for p in full.vision.parameters()) < 88e6
+    assert 62e6 < sum(p.numel() for p in full.text.parameters()) < 65e6
+    demo = build_detector("vlffd_demo")
+    assert demo.config.tokenizer == "word" and demo.config.text_vocab_size == len(demo.config.vocab)
+    assert demo.config.input_size % demo.config.patch_size == 0
