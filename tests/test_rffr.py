@@ -1,0 +1,132 @@
+"""RFFR: MAE residual geometry, the two-ViT detector contract, its training stages, explanations."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from detectors.registry import build_detector, create_detector
+from detectors.rffr import RFFRConfig, block_layout
+from training.methods import get_method
+
+TINY = dict(mae_dim=32, mae_depth=1, mae_heads=2, decoder_dim=32, decoder_depth=1, decoder_heads=2,
+            vit_dim=32, vit_depth=1, vit_heads=2)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return build_detector("rffr_demo", **TINY).eval()
+
+
+def test_blocks_and_ring_partition_the_patch_grid():
+    blocks, ring = block_layout(14, 3)
+    assert blocks.shape == (16, 9) and ring.shape == (4, 13)
+    every = torch.cat([blocks.reshape(-1), ring.reshape(-1)]).sort().values
+    assert torch.equal(every, torch.arange(196))  # complementary masks: each patch exactly once
+    rows, cols = blocks // 14, blocks % 14
+    assert rows.min() == 1 and rows.max() == 12 and cols.min() == 1 and cols.max() == 12
+    assert set((ring // 14).reshape(-1).tolist()) | set((ring % 14).reshape(-1).tolist()) >= {0, 13}
+    with pytest.raises(ValueError):
+        block_layout(12, 3)
+
+
+def test_forward_contract_and_determinism(tiny):
+    x = torch.randn(2, 3, 112, 112)
+    with torch.no_grad():
+        out, again = tiny(x), tiny(x)
+    assert out["logits"].shape == (2, 2) and out["features"].shape == (2, 64)
+    assert ((out["prob_fake"] >= 0) & (out["prob_fake"] <= 1)).all()
+    aux = out["aux"]
+    assert aux["reconstruction"].shape == aux["residual"].shape == (2, 3, 112, 112)
+    assert aux["discrepancy"].shape == (2, 1, 112, 112)
+    assert aux["residual"].abs().max() <= 1 and aux["block_energy"].shape == (2, 16)
+    assert torch.isfinite(aux["block_energy"]).all() and aux["residual_energy"].shape == (2,)
+    assert torch.equal(out["logits"], again["logits"]) and torch.equal(aux["residual"], again["aux"]["residual"])
+    # the dense map covers the border ring too
+    assert (aux["discrepancy"][:, :, :8].abs().sum() > 0) and (aux["discrepancy"][:, :, :, :8].abs().sum() > 0)
+
+
+def test_block_reconstruction_ignores_the_hidden_block(tiny):
+    """Block 0 is rebuilt from its context only: changing its own pixels leaves its prediction alone."""
+    x = torch.rand(1, 3, 112, 112)
+    y = x.clone()
+    y[:, :, 8:32, 8:32] = torch.rand(1, 3, 24, 24)  # block 0 = patch rows/cols 1..3 at patch 8
+    norm = lambda t: (t - tiny.mean) / tiny.std  # noqa: E731
+    a = tiny.residual(norm(x), torch.tensor([0]))
+    b = tiny.residual(norm(y), torch.tensor([0]))
+    assert torch.allclose(a["reconstruction"][..., 8:32, 8:32], b["reconstruction"][..., 8:32, 8:32], atol=1e-5)
+    assert not torch.allclose(a["residual"][..., 8:32, 8:32], b["residual"][..., 8:32, 8:32])
+    # outside the reconstructed block the residual is exactly 0 (the input is kept)
+    assert a["residual"][..., 32:, :].abs().max() == 0 and a["residual"][..., :8, :].abs().max() == 0
+
+
+def test_training_uses_sampled_blocks_and_both_stages_backpropagate(tiny):
+    method = get_method("rffr")
+    assert [(s.name, s.data) for s in method.stages()] == [("mim", "real_only"), ("detector", "mixed")]
+    batch = {"image": torch.randn(4, 3, 112, 112), "label": torch.tensor([0, 1, 0, 1])}
+    model = build_detector("rffr_demo", **TINY).train()
+    torch.manual_seed(3)
+    counts = {int(model(batch["image"])["aux"]["blocks"].numel()) for _ in range(12)}
+    assert min(counts) < 16  # block sampling keeps a subset in training
+    for stage in method.stages():
+        trainable = set(map(id, method.trainable_parameters(model, stage)))
+        model.zero_grad(set_to_none=True)
+        parts = method.loss(model, batch, stage)
+        assert torch.isfinite(parts["loss"])
+        parts["loss"].backward()
+        mim_grad = any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.mim.parameters())
+        vit_grad = any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.residual_vit.parameters())
+        if stage.name == "mim":
+            assert mim_grad and not vit_grad
+            assert id(model.mim.pos_embed) not in trainable and id(model.mim.blocks[0].attn.qkv.weight) in trainable
+        else:
+            assert vit_grad and not mim_grad  # the MIM model is frozen in stage 2
+            assert not any(id(p) in trainable for p in model.mim.parameters())
+
+
+def test_save_load_round_trip_is_bit_exact(tiny, tmp_path):
+    tiny.save_pretrained(tmp_path)
+    loaded = create_detector("rffr_demo", str(tmp_path))
+    a, b = tiny.state_dict(), loaded.state_dict()
+    assert a.keys() == b.keys() and any(k.startswith("mim.") for k in a)  # the MAE is in the one checkpoint
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    x = torch.randn(1, 3, 112, 112)
+    with torch.no_grad():
+        assert torch.equal(tiny(x)["logits"], loaded(x)["logits"])
+
+
+def test_gradcam_and_explanations_have_the_crop_size(tiny, astronaut):
+    import cv2
+
+    from detectors.faces.align import AlignedFace
+    from explain.gradcam import grad_cam
+    from explain.pipeline import explain
+
+    cam = grad_cam(tiny, torch.randn(1, 3, 112, 112))
+    assert cam.shape == (112, 112) and 0 <= cam.min() and cam.max() <= 1
+    crop = np.ascontiguousarray(astronaut[30:230, 150:350])
+    aligned = AlignedFace(cv2.resize(crop, (128, 128)), np.eye(2, 3), np.zeros((478, 2), np.float32),
+                          tiny.config.crop_policy)
+    _, explanations = explain(tiny, aligned)
+    kinds = [e.kind for e in explanations]
+    assert kinds == ["reconstruction", "discrepancy", "block_energy", "gradcam"]
+    for e in explanations:
+        assert e.image.dtype == np.uint8 and e.image.ndim == 3 and e.caption
+        if e.heatmap is not None:
+            assert e.heatmap.shape == (128, 128) and e.heatmap.min() >= 0 and e.heatmap.max() <= 1
+    assert explanations[1].heatmap is not None and explanations[1].heatmap.max() > 0
+
+
+def test_full_config_is_the_papers():
+    with torch.device("meta"):
+        full = build_detector("rffr_full")
+    c = full.config
+    assert isinstance(c, RFFRConfig) and (c.input_size, c.patch_size, c.grid) == (224, 16, 14)
+    assert (c.mae_dim, c.mae_depth, c.mae_heads, c.decoder_dim, c.decoder_depth) == (768, 12, 12, 512, 8)
+    assert (c.vit_dim, c.vit_depth, c.mask_ratio, c.keep_prob, c.residual_gain) == (768, 12, 0.75, 0.25, 4.0)
+    assert c.pretrained_weights and c.mean == (0.485, 0.456, 0.406)
+    n_vit = sum(p.numel() for p in full.image_vit.parameters())
+    assert 85e6 < n_vit < 87e6  # ViT-B/16
+    demo = build_detector("rffr_demo").config
+    assert demo.grid == 14 and demo.input_size <= 128  # same patch grid and block layout as the paper
