@@ -1,0 +1,114 @@
+"""ProDet's own evidence: attribute probabilities, feature attention, Grad-CAM, and the face's
+place on the real -> blendfake -> deepfake path the detector was trained along."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from detectors.faces import AlignedFace
+
+from .base import Explanation
+from .pipeline import gradcam_explanation
+from .render import figure_to_array, heatmap_overlay, normalize, resize_map
+
+ATTRIBUTE_LABELS = ("Blending", "Identity\ninconsistency", "Generative\nartifacts")
+ATTRIBUTE_WORDS = ("blending traces", "identity inconsistency", "generative artifacts")
+ANCHOR_LABELS = ("real", "self-blend (SBI)", "donor blend (CBI)", "deepfake")
+ANCHOR_MARKERS = ("o", "s", "D", "^")
+#: cividis samples: dark blue -> grey -> yellow, readable with any colour vision.
+_CMAP = plt.get_cmap("cividis")
+
+
+def explain(detector, aligned: AlignedFace, x: torch.Tensor, out: dict) -> list[Explanation]:
+    """Bar chart of the three attributes, attention map, Grad-CAM and the path plot."""
+    aux = out["aux"]
+    return [attribute_chart(aux["attributes"][0].detach().cpu().numpy()),
+            attention_explanation(aligned, aux["attention_map"][0].detach().cpu().numpy()),
+            gradcam_explanation(detector, aligned, x, title="Grad-CAM (last feature block)"),
+            path_explanation(detector, aux["path_xy"][0].detach().cpu().numpy(), float(out["prob_fake"][0]))]
+
+
+def attribute_chart(probs: np.ndarray) -> Explanation:
+    """The three attribute heads' probabilities as a horizontal bar chart."""
+    probs = np.clip(np.asarray(probs, dtype=np.float64), 0, 1)
+    fig, ax = plt.subplots(figsize=(4.2, 2.2), dpi=90)
+    colours = [_CMAP(v) for v in (0.1, 0.5, 0.9)]
+    bars = ax.barh(range(3), probs, color=colours, edgecolor="black", hatch=["", "//", ".."])
+    for bar, p in zip(bars, probs):
+        ax.text(min(p + 0.02, 0.86), bar.get_y() + bar.get_height() / 2, f"{p:.2f}", va="center", fontsize=8)
+    ax.set_yticks(range(3), ATTRIBUTE_LABELS, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.axvline(0.5, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("probability", fontsize=8)
+    ax.set_title("What kind of forgery traces?", fontsize=9)
+    strong = [w for w, p in zip(ATTRIBUTE_WORDS, probs) if p >= 0.5]
+    caption = ("The detector's three attribute heads: " + ", ".join(f"{w} {p:.0%}" for w, p in zip(ATTRIBUTE_WORDS, probs))
+               + (". It sees mostly " + " and ".join(strong) + "." if strong else ". None of the three is above 50%."))
+    return Explanation("attributes", "Forgery attributes", figure_to_array(fig), caption,
+                       data={"blending": float(probs[0]), "identity_inconsistency": float(probs[1]),
+                             "generative_artifacts": float(probs[2])})
+
+
+def attention_explanation(aligned: AlignedFace, attention: np.ndarray) -> Explanation:
+    """The channel mean of the sigmoid attention the attributes put on the features, upsampled."""
+    raw = np.asarray(attention, dtype=np.float32)
+    heat = normalize(resize_map(raw, aligned.image.shape[:2]))
+    caption = (f"Where the attribute heads tell the final classifier to look: brighter cells get more weight "
+               f"(attention {raw.min():.2f} to {raw.max():.2f}, shown stretched; a {raw.shape[0]}x{raw.shape[1]} grid "
+               f"over the face).")
+    return Explanation("attention", "Feature attention", heatmap_overlay(aligned.image, heat), caption, heatmap=heat,
+                       data={"attention_min": float(raw.min()), "attention_max": float(raw.max()),
+                             "grid": list(raw.shape)})
+
+
+def path_position(anchors: np.ndarray, point: np.ndarray) -> tuple[int, float]:
+    """The nearest anchor, and the point's position along the polyline real(0) .. deepfake(3)."""
+    nearest = int(np.argmin(np.linalg.norm(anchors - point, axis=1)))
+    best, where = np.inf, 0.0
+    for i in range(len(anchors) - 1):
+        a, b = anchors[i], anchors[i + 1]
+        seg = b - a
+        t = float(np.clip(np.dot(point - a, seg) / max(float(np.dot(seg, seg)), 1e-12), 0, 1))
+        d = float(np.linalg.norm(a + t * seg - point))
+        if d < best:
+            best, where = d, i + t
+    return nearest, where
+
+
+def path_explanation(detector, point: np.ndarray, prob_fake: float) -> Explanation:
+    """A 2-D plot of the four anchors' feature centres and this face (fixed PCA plane)."""
+    fitted = float(detector.anchors_fitted)
+    fig, ax = plt.subplots(figsize=(4.0, 3.2), dpi=90)
+    if fitted == 0:
+        ax.text(0.5, 0.5, "No anchors stored in this checkpoint", ha="center", va="center", fontsize=9)
+        ax.axis("off")
+        return Explanation("path", "Real -> blendfake -> deepfake path", figure_to_array(fig),
+                           "This checkpoint has no stored anchor centres, so the face cannot be placed on the path.",
+                           data={"fitted": False})
+    anchors = detector.anchor_points().detach().cpu().numpy()
+    spread = detector.anchor_spread.detach().cpu().numpy()
+    point = np.asarray(point, dtype=np.float64)
+    ax.plot(anchors[:, 0], anchors[:, 1], color="grey", lw=1.2, ls="--", zorder=1)
+    for k, (xy, label) in enumerate(zip(anchors, ANCHOR_LABELS)):
+        colour = _CMAP(k / 3)
+        if spread[k] > 0:
+            ax.add_patch(plt.Circle(xy, spread[k], color=colour, alpha=0.15, zorder=0))
+        ax.scatter(*xy, s=70, marker=ANCHOR_MARKERS[k], color=colour, edgecolor="black", zorder=2, label=label)
+    ax.scatter(*point, s=180, marker="*", color="white", edgecolor="black", linewidth=1.2, zorder=3, label="this face")
+    ax.legend(fontsize=7, loc="best", framealpha=0.8)
+    ax.set_xlabel("path axis 1 (arbitrary units)", fontsize=8)
+    ax.set_ylabel("path axis 2", fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_title("Where this face sits on the training path", fontsize=9)
+    nearest, where = path_position(anchors, point)
+    how = "fitted on training data after training" if fitted >= 2 else "running averages from training"
+    caption = (f"The detector was trained along real -> self-blend -> donor blend -> deepfake. This face's features "
+               f"sit closest to the {ANCHOR_LABELS[nearest]} centre (position {where:.1f} of 3 along the path; "
+               f"P(fake) {prob_fake:.2f}). Centres: {how}; shaded circles show each kind's typical spread.")
+    return Explanation("path", "Real -> blendfake -> deepfake path", figure_to_array(fig), caption,
+                       data={"fitted": True, "point": point.tolist(), "anchors": anchors.tolist(),
+                             "nearest": ANCHOR_LABELS[nearest], "path_position": where})

@@ -1,0 +1,180 @@
+"""ProDet's Oriented Progressive Regularizer (OPR), as the authors' code realizes it.
+
+One stage, all loss weights 1 (the paper's):
+
+* each batch is sorted by kind into the anchors real | SBI | donor blend (the paper's CBI) |
+  autoencoder deepfake; the recipe's ``cycle_kinds: true`` makes the four counts equal;
+* soft cross-entropy on the three attribute heads with targets blending = any forgery,
+  identity inconsistency = donor blend or deepfake, generative artifact = deepfake;
+* feature bridging: latent mixup of adjacent anchors (real<->SBI, SBI<->donor, donor<->deepfake)
+  with lambda ~ Beta(a, a), a ~ U(0.5, 2) per sample, appended to the batch with soft labels
+  (lambda on the attribute the pair differs in); they also pass through the attention and
+  the final classifier;
+* transition loss: MSE between each transition block's output on one anchor's feature maps and
+  the next anchor's actual feature maps (no stop-gradient, as in the authors' code);
+* soft cross-entropy of the final classifier against the blending label.
+
+Other kinds (e.g. ``region`` forgeries) join the head losses with blending = 1, identity = 0,
+generative = 0, but not the bridging or transitions.
+
+The explanation's path plot needs the anchors' feature centres: :func:`fit_anchors` computes them
+with the trained model in eval mode from training batches and stores them with a 2-D PCA
+projection in the detector's buffers. The method calls it itself through the
+``after_training(model, loader)`` hook; during training it also keeps an exponential moving
+average of the centres (``anchor_momentum``) so that any intermediate checkpoint has a usable path.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.data import kinds as K
+
+from .base import Stage, TrainingMethod, register_method
+
+ANCHOR_KINDS = (K.REAL, K.SBI, K.DONOR, K.DEEPFAKE)
+#: (from kind, to kind, transition block name, which attribute the pair's lambda softens)
+BRIDGES = ((K.REAL, K.SBI, "real_to_sbi", "blend"),
+           (K.SBI, K.DONOR, "sbi_to_donor", "identity"),
+           (K.DONOR, K.DEEPFAKE, "donor_to_deepfake", "deepfake"))
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Two-class cross-entropy against a soft probability ``target`` of class 1."""
+    target = target.float().clamp(0, 1)
+    log_p = F.log_softmax(logits.float(), dim=1)
+    return -(torch.stack([1 - target, target], dim=1) * log_p).sum(1).mean()
+
+
+def attribute_targets(kind: torch.Tensor, label: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Hard attribute targets of real samples: blending, identity inconsistency, generative."""
+    blend = (label > 0).float()
+    identity = ((kind == K.DONOR) | (kind == K.DEEPFAKE)).float()
+    deepfake = (kind == K.DEEPFAKE).float()
+    return {"blend": blend, "identity": identity, "deepfake": deepfake}
+
+
+def sample_ratios(n: int, device: torch.device, generator: torch.Generator | None = None) -> torch.Tensor:
+    """lambda ~ Beta(a, a) with a ~ U(0.5, 2), one per sample."""
+    alpha = torch.rand(n, generator=generator) * 1.5 + 0.5
+    return torch.distributions.Beta(alpha, alpha).sample().to(device)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model)
+
+
+@register_method
+class ProDetMethod(TrainingMethod):
+    """Recipe ``method`` keys: ``bridging`` (bool, default true), ``transition`` (bool, true),
+    ``weights`` ({blend, identity, deepfake, final, transition}: all 1.0), ``anchor_momentum``
+    (0.98), ``anchor_batches`` (batches :func:`fit_anchors` reads after training, 40)."""
+
+    family = "prodet"
+
+    def __init__(self, recipe: dict[str, Any] | None = None) -> None:
+        super().__init__(recipe)
+        opts = dict((recipe or {}).get("method") or {})
+        self.bridging = bool(opts.get("bridging", True))
+        self.use_transition = bool(opts.get("transition", True))
+        self.weights = {"blend": 1.0, "identity": 1.0, "deepfake": 1.0, "final": 1.0, "transition": 1.0,
+                        **(opts.get("weights") or {})}
+        self.anchor_momentum = float(opts.get("anchor_momentum", 0.98))
+        self.anchor_batches = int(opts.get("anchor_batches", 40))
+
+    def stages(self) -> list[Stage]:
+        return [Stage("main", data="mixed")]
+
+    def loss(self, model: nn.Module, batch: dict[str, Any], stage: Stage) -> dict[str, torch.Tensor]:
+        net = _unwrap(model)
+        kind = batch["kind"].to(batch["image"].device)
+        order = torch.argsort(kind, stable=True)  # real | SBI | donor | deepfake | others
+        image, kind = batch["image"][order], kind[order]
+        label = batch["label"].to(kind.device)[order]
+        fmap = net.feature_map(image)
+        targets = attribute_targets(kind, label)
+
+        groups = {k: (kind == k).nonzero(as_tuple=True)[0] for k in ANCHOR_KINDS}
+        quarter = min(len(g) for g in groups.values())
+        anchors = {k: fmap[g[:quarter]] for k, g in groups.items()}
+
+        maps, extra = [fmap], {name: [t] for name, t in targets.items()}
+        if self.bridging and quarter > 0:
+            for src, dst, _, softened in BRIDGES:
+                lam = sample_ratios(quarter, fmap.device)
+                mixed = lam.view(-1, 1, 1, 1) * anchors[dst] + (1 - lam.view(-1, 1, 1, 1)) * anchors[src]
+                maps.append(mixed)
+                soft = _bridge_targets(src, softened, lam)
+                for name in extra:
+                    extra[name].append(soft[name])
+        out = net.decide(torch.cat(maps, dim=0))
+        goal = {name: torch.cat(parts) for name, parts in extra.items()}
+
+        parts = {
+            "blend": soft_cross_entropy(out["blend_logits"], goal["blend"]),
+            "identity": soft_cross_entropy(out["identity_logits"], goal["identity"]),
+            "deepfake": soft_cross_entropy(out["deepfake_logits"], goal["deepfake"]),
+            "final": soft_cross_entropy(out["logits"], goal["blend"]),
+        }
+        if self.use_transition and quarter > 0 and net.transition is not None:
+            parts["transition"] = sum(F.mse_loss(net.transition[name](anchors[src]).float(), anchors[dst].float())
+                                      for src, dst, name, _ in BRIDGES)
+        total = sum(self.weights[name] * value for name, value in parts.items())
+        self._track_anchors(net, fmap, kind)
+        return {"loss": total, **{f"loss_{k}": v.detach() for k, v in parts.items()}}
+
+    @torch.no_grad()
+    def _track_anchors(self, net: nn.Module, fmap: torch.Tensor, kind: torch.Tensor) -> None:
+        """EMA of the anchors' pooled-feature centres while training (refined by ``fit_anchors``)."""
+        if not self.anchor_momentum:
+            return
+        pooled = fmap.detach().float().mean((2, 3))
+        centres = net.anchor_centres
+        for i, k in enumerate(ANCHOR_KINDS):
+            sel = kind == k
+            if sel.any():
+                mean = pooled[sel].mean(0)
+                seen = bool(centres[i].abs().sum() > 0)
+                centres[i] = self.anchor_momentum * centres[i] + (1 - self.anchor_momentum) * mean if seen else mean
+        if bool((centres.abs().sum(1) > 0).all()):
+            net.set_anchors(centres.clone(), fitted=1.0)
+
+    def after_training(self, model: nn.Module, loader: Iterable[dict[str, Any]]) -> None:
+        """Post-training hook: fit the path anchors exactly, in eval mode, on training batches."""
+        fit_anchors(_unwrap(model), loader, max_batches=self.anchor_batches)
+
+
+def _bridge_targets(src: int, softened: str, lam: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Soft attribute targets of a mixed pair: the source's targets, ``lam`` on the softened one."""
+    base = {"blend": float(src != K.REAL), "identity": float(src in (K.DONOR, K.DEEPFAKE)),
+            "deepfake": float(src == K.DEEPFAKE)}
+    return {name: (lam if name == softened else torch.full_like(lam, value)) for name, value in base.items()}
+
+
+@torch.no_grad()
+def fit_anchors(model: nn.Module, batches: Iterable[dict[str, Any]], max_batches: int = 40) -> dict[str, int]:
+    """Set the detector's path anchors from data: per-kind mean pooled features (eval mode),
+    their 2-D PCA axes and spreads. Returns how many samples each anchor saw."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    feats: dict[int, list[torch.Tensor]] = {k: [] for k in ANCHOR_KINDS}
+    for i, batch in enumerate(batches):
+        if i >= max_batches:
+            break
+        pooled = model.feature_map(batch["image"].to(device)).float().mean((2, 3))
+        kind = batch["kind"].to(device)
+        for k in ANCHOR_KINDS:
+            if (kind == k).any():
+                feats[k].append(pooled[kind == k].cpu())
+    model.train(was_training)
+    counts = {K.KIND_NAMES[k]: sum(len(f) for f in v) for k, v in feats.items()}
+    missing = [name for name, n in counts.items() if n == 0]
+    if missing:
+        raise ValueError(f"fit_anchors saw no samples of {', '.join(missing)}; the data needs all four anchor kinds")
+    stacked = [torch.cat(feats[k]) for k in ANCHOR_KINDS]
+    model.set_anchors(torch.stack([f.mean(0) for f in stacked]), spread_features=stacked)
+    return counts
