@@ -44,6 +44,20 @@ def test_regions_match_the_engine():
     assert SENTENCE_REGIONS == kinds.SENTENCE_REGIONS
 
 
+def test_sentences_match_the_engine():
+    from training.data import sentences as engine
+
+    ours, named = candidate_sentences()
+    assert ours[0] == engine.REAL_SENTENCE
+    assert engine.WHOLE_FACE_SENTENCES[kinds.REGION] in ours
+    for sentence, regions in zip(ours, named):
+        assert engine.region_sentence(regions) == sentence
+        assert engine.parse_sentence(sentence) == set(regions)
+    from detectors.vlffd import COARSE_SENTENCES
+
+    assert set(COARSE_SENTENCES) == {engine.WHOLE_FACE_SENTENCES[k] for k in (kinds.SBI, kinds.DONOR, kinds.DEEPFAKE)}
+
+
 def test_candidate_sentences():
     sentences, named = candidate_sentences(max_parts=3)
     parts = len(SENTENCE_REGIONS) - 1
@@ -51,8 +65,8 @@ def test_candidate_sentences():
     assert sentences[0] == REAL_SENTENCE and named[0] == ()
     assert WHOLE_FACE_SENTENCE in sentences
     assert "The left eye and the mouth of this face are forged." in sentences
-    assert "The nose of this face is forged." in sentences
-    assert region_sentence(["left_eye", "nose", "mouth"]) == "The left eye, the nose and the mouth of this face are forged."
+    assert "Both eyes and the nose of this face are forged." in sentences
+    assert region_sentence(["mouth", "nose", "left_eye"]) == "The left eye, the nose and the mouth of this face are forged."
 
 
 def test_word_tokenizer(tiny):
@@ -65,6 +79,10 @@ def test_word_tokenizer(tiny):
     assert (ids[2] == 1).any(), "an unknown word maps to [UNK]"
     assert not torch.equal(ids[0], ids[1])
     assert int(ids.max()) < tiny.config.text_vocab_size
+    from detectors.vlffd import COARSE_SENTENCES
+
+    every, _ = tok(list(tiny.sentences) + list(COARSE_SENTENCES))
+    assert not (every == 1).any(), "every sentence the engine writes is in the vocabulary"
 
 
 def test_forward_contract(tiny):
