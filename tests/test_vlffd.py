@@ -131,7 +131,8 @@ def test_c2f_loss_backpropagates():
     torch.manual_seed(0)
     model = build_detector("vlffd_demo", **TINY).train()
     method = get_method("vlffd", {"method": {"region_weight": 0.5}})
-    params = list(method.trainable_parameters(model, method.stages()[0]))
+    groups = list(method.trainable_parameters(model, method.stages()[0]))
+    params = [q for g in groups for q in g["params"]]
     batch = fake_batch()
     parts = method.loss(model, batch, method.stages()[0])
     assert parts["loss"].ndim == 0 and torch.isfinite(parts["loss"])
@@ -153,9 +154,14 @@ def test_coarse_only_batch_skips_itc():
 
 
 def test_freeze_text_leaves_text_tower_out():
+    from training.engine.optim import param_groups
+
     model = build_detector("vlffd_demo", **TINY)
-    method = get_method("vlffd", {"method": {"freeze_text": True}})
-    params = {id(p) for p in method.trainable_parameters(model, method.stages()[0])}
+    method = get_method("vlffd", {"method": {"freeze_text": True, "backbone_lr_scale": 0.1}})
+    groups = param_groups(method.trainable_parameters(model, method.stages()[0]), 1e-4)
+    assert [g["lr"] for g in groups] == pytest.approx([1e-5, 1e-4])
+    assert any(id(q) == id(model.logit_scale) for q in groups[1]["params"])
+    params = {id(q) for g in method.trainable_parameters(model, method.stages()[0]) for q in g["params"]}
     assert not any(id(p) in params for p in model.text.parameters())
     assert id(model.logit_scale) in params
 

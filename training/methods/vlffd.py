@@ -14,6 +14,8 @@ the ``regions`` multi-hot vector, on fine samples only (coarse fakes have no reg
 
 Recipe ``method:`` keys: ``cls_weight``, ``itc_weight``, ``region_weight``, ``fine_kinds``
 (kind names, default ``[real, region]``), ``freeze_text`` (train only the image side),
+``backbone_lr_scale`` (the towers' lr relative to the recipe's, which the heads and the
+temperature use; the paper's 1e-5 vs 1e-4 is 0.1),
 ``init_pretrained_clip`` (fill the towers from the config's ``pretrained_weights`` first;
 needs the Hub, for ``full``).
 """
@@ -62,15 +64,21 @@ class VlffdMethod(TrainingMethod):
         self.fine_kinds = [kinds.KIND_CODES[n] for n in names]
         self.freeze_text = bool(opts.get("freeze_text", False))
         self.init_pretrained_clip = bool(opts.get("init_pretrained_clip", False))
+        self.backbone_lr_scale = float(opts.get("backbone_lr_scale", 1.0))
         self._initialised = False
 
     def stages(self) -> list[Stage]:
         return [Stage("c2f", "mixed")]
 
-    def trainable_parameters(self, model: nn.Module, stage: Stage) -> Iterable[nn.Parameter]:
+    def trainable_parameters(self, model: nn.Module, stage: Stage) -> Iterable[dict[str, Any]]:
+        """Two groups: the towers (at ``backbone_lr_scale``) and the heads + temperature."""
         self._maybe_init(model)
-        skip = {id(p) for p in model.text.parameters()} if self.freeze_text else set()
-        return [p for p in model.parameters() if p.requires_grad and id(p) not in skip]
+        towers = list(model.vision.parameters()) + ([] if self.freeze_text else list(model.text.parameters()))
+        frozen = {id(p) for p in model.text.parameters()} if self.freeze_text else set()
+        tower_ids = {id(p) for p in towers}
+        heads = [p for p in model.parameters() if id(p) not in tower_ids and id(p) not in frozen]
+        return [{"params": [p for p in towers if p.requires_grad], "lr_scale": self.backbone_lr_scale},
+                {"params": [p for p in heads if p.requires_grad]}]
 
     def _maybe_init(self, model: nn.Module) -> None:
         if self.init_pretrained_clip and not self._initialised:
