@@ -128,9 +128,36 @@ def load_checkpoint(source: str, expected_family: str | None = None, demo_name: 
         raise CheckpointMismatch(f"{folder / CONFIG_FILE}: {exc}") from None
     model.config.name = name
     load_weights(model, weights)
+    load_side_files(model, folder, source)
     model.source = label
     model.eval()
     return model
+
+
+def load_side_files(model, folder: Path, source: str) -> None:
+    """Files a family keeps beside its weights (``model.side_files``, e.g. a tokenizer).
+
+    Hub sources fetch them from the same revision (so they land in the same snapshot folder);
+    the model reads them in ``model.load_side_files(folder)``. Families without any skip this.
+    """
+    names = tuple(getattr(model, "side_files", ()) or ())
+    if not names:
+        return
+    hub = None if (source == "demo" or Path(source).expanduser().exists()) else parse_hub_source(source)
+    if hub is not None:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
+        for name in names:
+            if not (folder / name).is_file():
+                try:
+                    folder = Path(hf_hub_download(hub[0], name, revision=hub[1])).parent
+                except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError):
+                    continue  # the model says whether it can do without
+    try:
+        model.load_side_files(folder)
+    except (OSError, ValueError) as exc:
+        raise CheckpointCorrupted(f"{folder}: {_short(exc)}") from None
 
 
 def load_weights(model, weights: Path) -> None:

@@ -1,0 +1,91 @@
+"""AntifakePrompt's own evidence: the question, the model's answer, P(yes)/P(no), and where it
+looked — Grad-CAM on the vision encoder's last block toward "no" (the authors' CAM) and the
+Q-Former's cross-attention over the image patches."""
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from detectors.faces import AlignedFace
+
+from .base import Explanation
+from .gradcam import grad_cam
+from .render import colorize, figure_to_array, heatmap_overlay, normalize, resize_map
+
+NO = 1  # index of the "no" (= fake) logit in the detector's logits
+
+
+def answer_panel(crop: np.ndarray, question: str, answer: str, p_yes: float, p_no: float) -> np.ndarray:
+    """The crop beside the question, the generated answer and a two-bar P(yes)/P(no) chart."""
+    fig, (ax_img, ax_bar) = plt.subplots(1, 2, figsize=(5.6, 2.6), dpi=90, gridspec_kw={"width_ratios": [1, 1.3]})
+    ax_img.imshow(crop)
+    ax_img.axis("off")
+    colours = colorize(np.array([[0.25, 0.85]], np.float32))[0] / 255.0  # two viridis shades
+    ax_bar.bar(["yes (real)", "no (fake)"], [p_yes, p_no], color=colours)
+    ax_bar.set_ylim(0, 1)
+    for i, v in enumerate((p_yes, p_no)):
+        ax_bar.text(i, min(v + 0.03, 0.93), f"{v:.2f}", ha="center", fontsize=8)
+    ax_bar.set_title(f"Q: {question}\nA: {answer or '(empty)'}", fontsize=8)
+    ax_bar.tick_params(labelsize=8)
+    return figure_to_array(fig)
+
+
+@torch.no_grad()
+def cross_attention_map(detector, x: torch.Tensor) -> np.ndarray:
+    """(g, g) map in [0, 1]: the Q-Former's cross-attention from its queries to the image
+    patches (mean over layers, heads and queries; the class token left out)."""
+    vlm = detector.vlm
+    q_ids, _ = detector.question_ids(x.shape[0], x.device)
+    configs = (vlm.qformer.config, vlm.vision_model.config)
+    previous = [c._attn_implementation for c in configs]
+    for c in configs:
+        c._attn_implementation = "eager"  # attention weights need the eager path
+    try:
+        feats = vlm.get_image_features(x.to(detector._vlm_dtype()), qformer_input_ids=q_ids, output_attentions=True,
+                                       return_dict=True)
+    finally:
+        for c, p in zip(configs, previous):
+            c._attn_implementation = p
+    maps = [a for a in (feats.qformer_outputs.cross_attentions or ()) if a is not None]
+    if not maps:
+        raise RuntimeError("the Q-Former returned no cross-attention weights")
+    att = torch.stack([a[0].float() for a in maps]).mean(dim=(0, 1))  # (queries, 1 + patches)
+    patches = att[:, 1:].mean(0)
+    g = detector.config.input_size // detector.config.patch_size
+    return normalize(patches.reshape(g, g).cpu().numpy())
+
+
+def explain(detector, aligned: AlignedFace, x: torch.Tensor, out: dict[str, Any]) -> list[Explanation]:
+    """The question and answer with P(yes)/P(no), Grad-CAM toward "no", and the Q-Former's
+    cross-attention."""
+    cfg = detector.config
+    p_yes, p_no = float(out["aux"]["p_yes"][0]), float(out["aux"]["p_no"][0])
+    was_training = detector.training
+    detector.eval()
+    answer = detector.generate_answer(x[:1])[0]
+    detector.train(was_training)
+    verdict = "fake" if float(out["prob_fake"][0]) >= cfg.threshold else "real"
+    question = cfg.prompt
+    caption = (f'The detector is asked "{question}", where [*] is a learned word tuned to make the model spot '
+               f'forgeries. It answers "{answer}". Looking only at its first answer word, "yes" (real) has '
+               f"probability {p_yes:.2f} and \"no\" (fake) {p_no:.2f}, so the fake probability is {p_no:.2f}; "
+               f"the verdict is {verdict} at threshold {cfg.threshold:.2f}.")
+    qa = Explanation("antifake_prompt_answer", "Question and answer", answer_panel(aligned.image, question, answer, p_yes, p_no),
+                     caption, data={"question": question, "answer": answer, "p_yes": p_yes, "p_no": p_no})
+    size = aligned.image.shape[:2]
+    heat = resize_map(grad_cam(detector, x[:1].detach().clone().requires_grad_(True), target_class=NO), size)
+    cam = Explanation("gradcam", "Grad-CAM toward \"no\" (fake)", heatmap_overlay(aligned.image, heat),
+                      "Bright areas pushed the answer towards \"no\" (fake) the most (Grad-CAM on the vision "
+                      "encoder's last block).", heatmap=heat)
+    result = [qa, cam]
+    try:
+        att = resize_map(cross_attention_map(detector, x[:1]), size)
+        result.append(Explanation("antifake_prompt_attention", "Where the question looked", heatmap_overlay(aligned.image, att),
+                                  "Bright patches drew the most attention from the Q-Former's queries, which read the "
+                                  "image with the question in mind (averaged over layers and heads).", heatmap=att))
+    except (RuntimeError, AttributeError, TypeError):
+        pass  # an attention implementation without weights: the other two maps still stand
+    return result

@@ -1,0 +1,130 @@
+"""AntifakePrompt training: two stages of one recipe.
+
+``pretrain`` (demo only; the full model starts from pretrained InstructBLIP weights and skips
+it): no pretrained VLM exists offline, so the small InstructBLIP learns to answer visual
+questions about faces that the forgery engine can answer from each batch's label, kind,
+region vector and sentence ("Is this photo real?", "Is the nose forged?", "How was this face
+made?", "Which parts of this face are forged?"). The soft prompt is not trained here; the
+``[*]`` rows are kept equal to the embedding of ``init_word`` (the authors' optional
+initialisation) so stage 2 starts from it.
+
+``prompt`` (the paper's method): everything frozen, only the two ``[*]`` embedding rows
+(Q-Former and language model; 768 + 4096 = 4864 parameters at full size) are tuned with the
+language-model loss on the answer "yes" (real) or "no" (fake) to "Is this photo real [*]?".
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from training.data import kinds
+
+from .base import Stage, TrainingMethod, register_method
+
+#: How each kind of face was made, in words (the answer to the "kind" question).
+KIND_ANSWERS = {kinds.REAL: "a camera photo", kinds.SBI: "a self-blend", kinds.DONOR: "a face swap",
+                kinds.DEEPFAKE: "a deepfake", kinds.REGION: "a region edit"}
+#: Region names as the questions say them (the person's left/right).
+PART_WORDS = {"left_eye": "left eye", "right_eye": "right eye", "left_brow": "left eyebrow",
+              "right_brow": "right eyebrow", "nose": "nose", "mouth": "mouth", "left_cheek": "left cheek",
+              "right_cheek": "right cheek", "forehead": "forehead", "face": "whole face"}
+REAL_QUESTION = "Is this photo real?"
+KIND_QUESTION = "How was this face made?"
+DESCRIBE_QUESTION = "Which parts of this face are forged?"
+PART_QUESTION = "Is the {part} forged?"
+DEFAULT_TASKS = {"real": 0.5, "kind": 0.15, "part": 0.2, "describe": 0.15}
+
+
+def face_questions(batch: dict[str, Any], generator: torch.Generator | None = None,
+                   tasks: dict[str, float] | None = None) -> tuple[list[str], list[str]]:
+    """One (question, answer) pair per item, drawn from the tasks the engine's labels answer."""
+    mix = {k: float(v) for k, v in (tasks or DEFAULT_TASKS).items() if float(v) > 0}
+    names = list(mix)
+    probs = torch.tensor([mix[n] for n in names])
+    labels = batch["label"].tolist()
+    kind_codes = batch["kind"].tolist()
+    regions = batch["regions"].float()
+    n = len(labels)
+    draws = torch.multinomial(probs, n, replacement=True, generator=generator).tolist()
+    parts = torch.randint(len(kinds.SENTENCE_REGIONS), (n,), generator=generator).tolist()
+    questions, answers = [], []
+    face_index = kinds.SENTENCE_REGIONS.index("face")
+    for i in range(n):
+        task = names[draws[i]]
+        if task == "kind":
+            questions.append(KIND_QUESTION)
+            answers.append(KIND_ANSWERS.get(kind_codes[i], "a camera photo" if labels[i] == 0 else "a deepfake"))
+        elif task == "part":
+            j = parts[i]
+            forged = bool(regions[i, j] > 0.5 or regions[i, face_index] > 0.5)
+            questions.append(PART_QUESTION.format(part=PART_WORDS[kinds.SENTENCE_REGIONS[j]]))
+            answers.append("yes" if forged else "no")
+        elif task == "describe":
+            questions.append(DESCRIBE_QUESTION)
+            answers.append(batch["sentence"][i])
+        else:
+            questions.append(REAL_QUESTION)
+            answers.append("no" if labels[i] == 1 else "yes")
+    return questions, answers
+
+
+def detection_answers(labels: torch.Tensor, answers: tuple[str, ...] = ("yes", "no")) -> list[str]:
+    """"yes" for real (0), "no" for fake (1)."""
+    return [answers[int(v)] for v in labels.tolist()]
+
+
+@register_method
+class AntifakePromptMethod(TrainingMethod):
+    family = "antifake_prompt"
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.recipe.get("method") or {})
+
+    def stages(self) -> list[Stage]:
+        """``method.stages`` picks them (the full recipe runs only ``prompt``)."""
+        wanted = self.options.get("stages", ["pretrain", "prompt"])
+        known = {"pretrain": Stage("pretrain", "mixed", {"tasks": self.options.get("tasks", DEFAULT_TASKS)}),
+                 "prompt": Stage("prompt", "mixed")}
+        unknown = sorted(set(wanted) - set(known))
+        if unknown:
+            raise ValueError(f"antifake_prompt has no stage(s) {unknown}; choose from {sorted(known)}")
+        return [known[name] for name in wanted]
+
+    def trainable_parameters(self, model: nn.Module, stage: Stage) -> Iterable[nn.Parameter]:
+        soft = {id(p) for p in model.soft_prompt_parameters()}
+        if stage.name == "prompt":
+            return list(model.soft_prompt_parameters())
+        return [p for p in model.parameters() if id(p) not in soft]
+
+    @staticmethod
+    def trainable_count(model: nn.Module, stage: Stage) -> int:
+        return sum(p.numel() for p in AntifakePromptMethod().trainable_parameters(model, stage))
+
+    def loss(self, model: nn.Module, batch: dict[str, Any], stage: Stage) -> dict[str, torch.Tensor]:
+        image = batch["image"]
+        if stage.name == "pretrain":
+            self.tie_soft_prompt_to(model, self.options.get("init_word"))
+            questions, answers = face_questions(batch, tasks=stage.options.get("tasks"))
+        else:
+            questions = [model.config.prompt] * image.shape[0]
+            answers = detection_answers(batch["label"], tuple(model.config.answers))
+        loss = model.answer_loss(image, questions, answers)
+        return {"loss": loss}
+
+    @staticmethod
+    @torch.no_grad()
+    def tie_soft_prompt_to(model: nn.Module, word: str | None) -> None:
+        """Copy ``word``'s embedding into both ``[*]`` rows (textual inversion's ``init_word``)."""
+        if not word:
+            return
+        lm_tok, qf_tok = model.lm_tokenizer, model.qformer_tokenizer
+        lm_id = lm_tok(word, add_special_tokens=False).input_ids[0]
+        qf_id = qf_tok(word, add_special_tokens=False).input_ids[0]
+        q_table, lm_table = model.soft_prompt_tables(model.vlm)
+        q_base = model.vlm.qformer.embeddings.word_embeddings.base
+        lm_base = model.vlm.language_model.get_input_embeddings().base
+        q_table.weight[0].copy_(q_base.weight[qf_id].float())
+        lm_table.weight[0].copy_(lm_base.weight[lm_id].float())
