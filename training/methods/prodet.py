@@ -17,14 +17,19 @@ One stage, all loss weights 1 (the paper's):
 Other kinds (e.g. ``region`` forgeries) join the head losses with blending = 1, identity = 0,
 generative = 0, but not the bridging or transitions.
 
-The explanation's path plot needs the anchors' feature centres: :func:`fit_anchors` computes them
-with the trained model in eval mode from training batches and stores them with a 2-D PCA
-projection in the detector's buffers. The method calls it itself through the
-``after_training(model, loader)`` hook; during training it also keeps an exponential moving
-average of the centres (``anchor_momentum``) so that any intermediate checkpoint has a usable path.
+The explanation's path plot needs the anchors' feature centres. During training the method keeps
+an exponential moving average of each anchor's pooled-feature centre (``anchor_momentum``) in the
+detector's buffers, so every checkpoint the engine writes has a usable path. After training,
+:func:`fit_anchors` recomputes them exactly with the final model in eval mode on the training
+split (no augmentation) and stores them with a 2-D PCA projection; run it on a checkpoint with::
+
+    python -m training.methods.prodet fit-anchors runs/prodet/best --recipe demo
+
+(the post-training hook; it rewrites the folder's ``model.safetensors`` and ``config.json``).
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Iterable
 
 import torch
@@ -143,7 +148,8 @@ class ProDetMethod(TrainingMethod):
             net.set_anchors(centres.clone(), fitted=1.0)
 
     def after_training(self, model: nn.Module, loader: Iterable[dict[str, Any]]) -> None:
-        """Post-training hook: fit the path anchors exactly, in eval mode, on training batches."""
+        """Post-training hook: fit the path anchors exactly, in eval mode, on training batches.
+        (The engine has no such hook yet; ``python -m training.methods.prodet fit-anchors`` runs it.)"""
         fit_anchors(_unwrap(model), loader, max_batches=self.anchor_batches)
 
 
@@ -178,3 +184,50 @@ def fit_anchors(model: nn.Module, batches: Iterable[dict[str, Any]], max_batches
     stacked = [torch.cat(feats[k]) for k in ANCHOR_KINDS]
     model.set_anchors(torch.stack([f.mean(0) for f in stacked]), spread_features=stacked)
     return counts
+
+
+def fit_checkpoint(folder: str | Path, recipe_spec: str = "demo", batches: int = 24, batch_size: int = 64,
+                   seed: int = 0) -> dict[str, int]:
+    """Load a ProDet checkpoint folder, fit its anchors on the recipe's training split (no
+    augmentation), and write the folder back (weights and config only)."""
+    from detectors.hub import load_checkpoint
+    from training.engine.data import build_dataset
+    from training.recipes import load_recipe, stage_data
+
+    folder = Path(folder)
+    model = load_checkpoint(str(folder), expected_family="prodet")
+    recipe = load_recipe(recipe_spec, model.config.name)
+    data = {**stage_data(recipe, "main", "mixed"), "augment": False}
+    dataset = build_dataset(data, model.config, "train", seed=seed)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True,
+                                         generator=torch.Generator().manual_seed(seed))
+    counts = fit_anchors(model, loader, max_batches=batches)
+    model.config.extra = {**(model.config.extra or {}),
+                          "anchors": {"fitted_on": "training split, no augmentation, eval mode", "counts": counts}}
+    had_card = (folder / "README.md").exists()
+    model.save_pretrained(folder)
+    if not had_card:
+        (folder / "README.md").unlink(missing_ok=True)
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m training.methods.prodet",
+                                     description="ProDet post-training step: fit the path anchors of a checkpoint.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    fit = sub.add_parser("fit-anchors", help="fit the four anchors' centres and 2-D projection, write them back")
+    fit.add_argument("checkpoint", help="a checkpoint folder (config.json + model.safetensors), e.g. runs/prodet/best")
+    fit.add_argument("--recipe", default="demo", help="recipe whose training data to use (default demo)")
+    fit.add_argument("--batches", type=int, default=24)
+    fit.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    counts = fit_checkpoint(args.checkpoint, args.recipe, args.batches, args.batch_size)
+    print(f"anchors fitted on {counts} samples; written to {args.checkpoint}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
