@@ -8,6 +8,7 @@ requests ``hf_hub_download`` / ``snapshot_download`` send: ``HEAD``/``GET
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import threading
@@ -164,6 +165,96 @@ class _HubHandler(BaseHTTPRequestHandler):
                 self._error(404, "EntryNotFound", "unknown api route")
         else:
             self._error(404, "RepoNotFound", "unknown route")
+
+    def do_POST(self) -> None:
+        url = urlparse(self.path)
+        self.hub.requests.append((self.command, url.path))
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        parts = [unquote(p) for p in url.path.strip("/").split("/")]
+        if parts == ["api", "repos", "create"]:
+            self._create_repo(json.loads(body or b"{}"))
+        elif parts == ["api", "validate-yaml"]:
+            self._validate_yaml(json.loads(body or b"{}"))
+        elif len(parts) >= 6 and parts[:2] == ["api", "models"] and parts[4] in ("preupload", "commit"):
+            repo_id, rest = self._repo_and_rest(parts[2:])
+            revision = "/".join(rest[1:])
+            if repo_id not in self.hub.repos:
+                self._error(404, "RepoNotFound", f"Repository {repo_id} not found")
+            elif rest[0] == "preupload":
+                self._preupload(repo_id, revision, json.loads(body or b"{}"))
+            else:
+                self._commit(repo_id, revision, body)
+        else:
+            self._error(404, "RepoNotFound", "unknown route")
+
+    def _create_repo(self, payload: dict) -> None:
+        name, org = payload.get("name"), payload.get("organization")
+        repo_id = f"{org}/{name}" if org else str(name)
+        if repo_id in self.hub.repos:
+            self._error(409, "RepoExists", "You already created this model repo")
+            return
+        self.hub.create_repo(repo_id)
+        self._json({"url": f"{self.hub.url}/{repo_id}", "name": repo_id})
+
+    def _validate_yaml(self, payload: dict) -> None:
+        import yaml
+
+        content = str(payload.get("content", ""))
+        errors = []
+        if content.startswith("---"):
+            block = content.split("---", 2)
+            try:
+                meta = yaml.safe_load(block[1]) if len(block) > 2 else None
+                if meta is not None and not isinstance(meta, dict):
+                    errors.append({"message": "metadata must be a mapping"})
+            except yaml.YAMLError as exc:
+                errors.append({"message": f"invalid YAML: {exc}"})
+        self._json({"errors": errors, "warnings": []}, status=400 if errors else 200)
+
+    def _preupload(self, repo_id: str, revision: str, payload: dict) -> None:
+        repo = self.hub.repos[repo_id]
+        sha = repo.resolve(revision)
+        tree = repo.commits.get(sha, {}) if sha else {}
+        files = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
+                  "oid": git_blob_sha(tree[f["path"]]) if f["path"] in tree else None}
+                 for f in payload.get("files", [])]
+        self._json({"files": files, "commitOid": sha})
+
+    def _commit(self, repo_id: str, revision: str, body: bytes) -> None:
+        files: dict[str, bytes] = {}
+        deletions: list[str] = []
+        message = ""
+        repo = self.hub.repos[repo_id]
+        for line in body.splitlines():
+            if not line.strip():
+                continue
+            item = json.loads(line)
+            key, value = item.get("key"), item.get("value", {})
+            if key == "header":
+                message = value.get("summary", "")
+                parent = value.get("parentCommit")
+                if parent and repo.refs.get(revision) not in (None, parent):
+                    self._error(412, "PreconditionFailed", "parent commit is not the head of the branch")
+                    return
+            elif key == "file":
+                data = value.get("content", "")
+                files[value["path"]] = base64.b64decode(data) if value.get("encoding") == "base64" else data.encode()
+            elif key == "deletedFile":
+                deletions.append(value["path"])
+            elif key == "deletedFolder":
+                prefix = value["path"].rstrip("/") + "/"
+                head = repo.refs.get(revision)
+                deletions.extend(p for p in repo.commits.get(head, {}) if p.startswith(prefix))
+            elif key == "lfsFile":
+                self._error(400, "BadRequest", "the loopback Hub takes regular (inline) uploads only")
+                return
+        if revision not in repo.refs and revision != "main" and repo.resolve(revision) is None:
+            self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+            return
+        sha = self.hub.commit(repo_id, files, branch=revision, message=message, deletions=tuple(deletions))
+        self._json({"commitUrl": f"{self.hub.url}/{repo_id}/commit/{sha}", "commitOid": sha,
+                    "pullRequestUrl": None})
 
     def _resolve(self, parts: list[str]) -> None:
         repo_id, rest = self._repo_and_rest(parts)

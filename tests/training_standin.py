@@ -10,8 +10,8 @@ from torch.utils.data import Dataset
 
 
 class StandIn(Dataset):
-    def __init__(self, size: int, n: int, seed: int, mean, std) -> None:
-        self.size, self.n, self.seed = size, n, seed
+    def __init__(self, size: int, n: int, seed: int, mean, std, reals_only: bool = False) -> None:
+        self.size, self.n, self.seed, self.reals_only = size, n, seed, reals_only
         self.mean = torch.tensor(mean).view(3, 1, 1)
         self.std = torch.tensor(std).view(3, 1, 1)
         self.epoch = 0
@@ -27,7 +27,7 @@ class StandIn(Dataset):
         s = self.size
         base = torch.rand(3, s // 4, s // 4, generator=g)
         img = torch.nn.functional.interpolate(base[None], size=(s, s), mode="bilinear", align_corners=False)[0]
-        label = i % 2
+        label = 0 if self.reals_only else i % 2
         mask = torch.zeros(1, s, s)
         if label:
             q = s // 4
@@ -43,4 +43,5 @@ def build_dataset(data_cfg: dict, detector_config, split: str, seed: int = 0) ->
     n = int(data_cfg.get("n", 48))
     n = {"train": n, "val": n // 2, "all": n}[split]
     offset = {"train": 0, "val": 1000, "all": 2000}[split]
-    return StandIn(detector_config.input_size, n, seed + offset, detector_config.mean, detector_config.std)
+    reals_only = dict(data_cfg.get("kinds") or {}) == {"real": 1}
+    return StandIn(detector_config.input_size, n, seed + offset, detector_config.mean, detector_config.std, reals_only)

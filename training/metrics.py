@@ -113,7 +113,7 @@ def calibrate_threshold(scores: Sequence[float], labels: Sequence[int]) -> float
         return None
     fpr, tpr, thresholds = roc_curve(y, s, drop_intermediate=False)
     j = tpr - fpr
-    i = int(np.argmax(j))  # argmax returns the first maximum: lowest FPR
+    i = int(np.argmax(j >= j.max() - 1e-12))  # the first (lowest FPR) of the maxima, float ties included
     t = float(thresholds[i])
     if not math.isfinite(t):
         return 1.0

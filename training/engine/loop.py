@@ -98,6 +98,8 @@ class Trainer:
         self.progress = Progress()
         self._requires_grad = {n: p.requires_grad for n, p in model.named_parameters()}
         self.last_val: dict[str, Any] | None = None
+        self._final_optim: tuple[Any, Any] = (None, None)
+        self._run_steps = 0  # optimizer steps taken by this invocation (for --stop-after)
 
     # ---- public --------------------------------------------------------------------------------
     def fit(self, resume: bool = False) -> Progress:
@@ -134,7 +136,7 @@ class Trainer:
         self.progress.finished = True
         if self.progress.best_auc is None:  # no validation: the final weights are the result
             self._save_model(self.out / "best")
-        self._save_last(optimizer=None, scheduler=None)
+        self._save_last(*self._final_optim)
         self._plot()
         acc.print(f"done: best checkpoint {self.out / 'best'}"
                   + (f" (val AUC {self.progress.best_auc:.4f} at step {self.progress.best_step})"
@@ -186,11 +188,14 @@ class Trainer:
         if resumed is not None:
             S.set_rng_state(*resumed["rng"])
         bar = self._bar(total_steps, p.step, stage.name)
-        run_steps = 0
         window_images, window_start = 0, time.perf_counter()
         running: dict[str, float] = {}
         module.train()
         while p.step < total_steps and p.epoch < epochs:
+            # Accelerate's loader re-applies its own epoch counter to the sampler at each
+            # iteration, so set that counter too (a resumed run has not counted earlier epochs).
+            if hasattr(loader, "set_epoch"):
+                loader.set_epoch(p.epoch)
             sampler.set_epoch(p.epoch)
             seeder.epoch = p.epoch
             generator.manual_seed(seed * 7919 + p.epoch)
@@ -202,6 +207,8 @@ class Trainer:
                 from accelerate import skip_first_batches
 
                 epoch_loader = skip_first_batches(loader, p.batch_in_epoch)
+                if hasattr(epoch_loader, "set_epoch"):
+                    epoch_loader.set_epoch(p.epoch)
             micro = 0
             for batch in epoch_loader:
                 index = p.batch_in_epoch  # micro-batch index within the epoch
@@ -229,7 +236,7 @@ class Trainer:
                 optimizer.zero_grad(set_to_none=True)
                 p.step += 1
                 p.total_step += 1
-                run_steps += 1
+                self._run_steps += 1
                 if p.step % log_every == 0 or p.step == total_steps:
                     elapsed = max(1e-9, time.perf_counter() - window_start)
                     rate = window_images / elapsed
@@ -253,7 +260,7 @@ class Trainer:
                     validated = True
                     module.train()
                     window_images, window_start = 0, time.perf_counter()
-                stopping = self.stop_after and run_steps >= self.stop_after and not done
+                stopping = self.stop_after and self._run_steps >= self.stop_after and not done
                 if p.step % save_every == 0 or done or stopping or validated:
                     self._save_last(optimizer, scheduler)
                 if done or stopping:
@@ -262,14 +269,15 @@ class Trainer:
                 if p.batch_in_epoch:  # an epoch ended inside an accumulation group (not expected)
                     p.epoch += 1
                     p.batch_in_epoch = 0
-            if self.stop_after and run_steps >= self.stop_after and p.step < total_steps:
+            if self.stop_after and self._run_steps >= self.stop_after and p.step < total_steps:
                 if bar is not None:
                     bar.close()
-                acc.print(f"stopped after {run_steps} steps (stage {stage.name}, step {p.step}); resume with --resume")
+                acc.print(f"stopped after {self._run_steps} steps (stage {stage.name}, step {p.step}); resume with --resume")
                 self._plot()
                 return False
         if bar is not None:
             bar.close()
+        self._final_optim = (optimizer, scheduler)
         self.log.write({"type": "stage", "stage": stage.name, "steps": p.step, "total_step": p.total_step})
         self.progress.log_lines = self.log.count() if acc.is_main_process else 0
         self._restore_requires_grad()
@@ -425,7 +433,7 @@ def predict_dataset(model, dataset, batch_size: int, accelerator=None, num_worke
         loader = accelerator.prepare_data_loader(loader, device_placement=True)
     was_training = model.training
     model.eval()
-    scores, labels, kinds, videos = [], [], [], []
+    scores, labels, kinds, videos, masked = [], [], [], [], []
     iterator = loader
     if progress:
         from tqdm.auto import tqdm
@@ -439,17 +447,19 @@ def predict_dataset(model, dataset, batch_size: int, accelerator=None, num_worke
         y = batch["label"].to(device)
         k = batch.get("kind", torch.full_like(batch["label"], -1)).to(device)
         vid = list(batch.get("video_id", [str(i) for i in range(len(y))]))
+        m = batch["mask"].flatten(1).amax(1).to(device) > 0.5 if "mask" in batch else torch.zeros_like(y, dtype=torch.bool)
         if accelerator is not None and accelerator.num_processes > 1:
-            prob, y, k = accelerator.gather_for_metrics((prob, y, k))
+            prob, y, k, m = accelerator.gather_for_metrics((prob, y, k, m))
             vid = accelerator.gather_for_metrics(vid, use_gather_object=True)
         scores.append(prob.cpu().numpy())
         labels.append(y.cpu().numpy())
         kinds.append(k.cpu().numpy())
+        masked.append(m.cpu().numpy())
         videos.extend(str(v) for v in vid)
     model.train(was_training)
     cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0))
     return {"scores": cat(scores), "labels": cat(labels).astype(np.int64), "kinds": cat(kinds).astype(np.int64),
-            "video_ids": videos}
+            "video_ids": videos, "has_mask": cat(masked).astype(bool)}
 
 
 class _null:

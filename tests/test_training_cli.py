@@ -1,0 +1,199 @@
+"""The training CLI end to end on CPU: train, stop and resume with identical state, evaluate,
+calibrate, export, push to the loopback Hub and load back.
+
+Data come from ``tests/training_standin.py`` (synthetic faces with square forgeries) through the
+recipe's ``data.builder``, so these tests need neither the shared data nor the forgery engine.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from training.cli import main
+
+RECIPE = {
+    "detector": "tiny_test",
+    "model": {"input_size": 32, "width": 4},
+    "data": {"builder": "tests.training_standin:build_dataset", "n": 40},
+    "train": {"max_steps": 6, "batch_size": 8, "lr": 3e-3, "scheduler": "cosine", "warmup_steps": 1,
+              "val_every": 3, "log_every": 1, "seed": 3},
+}
+
+
+def write_recipe(folder: Path, **changes) -> Path:
+    recipe = json.loads(json.dumps(RECIPE))
+    for section, values in changes.items():
+        recipe.setdefault(section, {}).update(values) if isinstance(values, dict) else recipe.__setitem__(section, values)
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def tensors(folder: Path) -> dict[str, torch.Tensor]:
+    found = dict(load_file(str(folder / "model.safetensors")))
+    found.update({f"state/{k}": v for k, v in load_file(str(folder / "training_state" / "state.safetensors")).items()})
+    return found
+
+
+def assert_same_state(a: Path, b: Path) -> None:
+    ta, tb = tensors(a), tensors(b)
+    assert ta.keys() == tb.keys()
+    assert any(k.startswith("state/optimizer.state.") for k in ta), "optimizer state must be saved"
+    for k in ta:
+        assert torch.equal(ta[k], tb[k]), f"{k} differs after resume"
+    pa = json.loads((a / "training_state" / "state.json").read_text())
+    pb = json.loads((b / "training_state" / "state.json").read_text())
+    assert pa["progress"] == pb["progress"]
+    assert pa["optimizer"]["param_groups"] == pb["optimizer"]["param_groups"]
+    assert pa["scheduler"] == pb["scheduler"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict[str, Path]:
+    """One uninterrupted run, and the same run stopped after 4 steps and resumed."""
+    root = tmp_path_factory.mktemp("train")
+    recipe = write_recipe(root)
+    full, split = root / "full", root / "split"
+    assert main(["train", "--recipe", str(recipe), "--out", str(full), "--no-progress"]) == 0
+    assert main(["train", "--recipe", str(recipe), "--out", str(split), "--no-progress", "--stop-after", "4"]) == 0
+    stopped = json.loads((split / "last" / "training_state" / "state.json").read_text())["progress"]
+    assert main(["train", "--recipe", str(recipe), "--out", str(split), "--no-progress", "--resume"]) == 0
+    return {"root": root, "recipe": recipe, "full": full, "split": split, "stopped": stopped}
+
+
+def test_train_writes_checkpoints_logs_and_curves(trained):
+    out = trained["full"]
+    for sub in ("best", "last"):
+        assert (out / sub / "config.json").is_file() and (out / sub / "model.safetensors").is_file()
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["type"] == "train"]
+    val = [r for r in records if r["type"] == "val"]
+    assert [r["step"] for r in train] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in val] == [3, 6]
+    assert all(r["images_per_s"] > 0 and r["loss"] > 0 for r in train)
+    assert train[0]["lr"] < train[1]["lr"] or train[0]["lr"] == pytest.approx(3e-3)  # warm-up then cosine
+    assert (out / "loss.png").stat().st_size > 0 and (out / "val_metrics.png").stat().st_size > 0
+    config = json.loads((out / "best" / "config.json").read_text())
+    assert config["name"] == "tiny_test" and config["width"] == 4
+    best_val = max(val, key=lambda r: r["auc"])
+    assert config["extra"]["training"]["validation"]["auc"] == pytest.approx(best_val["auc"])
+    assert "--recipe" in config["extra"]["training"]["command"]
+    # the model changed from its initialisation
+    from detectors import create_detector
+
+    fresh = create_detector("tiny_test", "random", input_size=32, width=4)
+    trained_model = create_detector("tiny_test", str(out / "last"))
+    assert not torch.equal(fresh.head.weight, trained_model.head.weight)
+
+
+def test_resume_continues_with_identical_state(trained):
+    assert trained["stopped"]["step"] == 4 and not trained["stopped"]["finished"]
+    assert_same_state(trained["full"] / "last", trained["split"] / "last")
+    full_log = (trained["full"] / "metrics.jsonl").read_text().splitlines()
+    split_log = (trained["split"] / "metrics.jsonl").read_text().splitlines()
+    strip = (lambda lines: [{k: v for k, v in json.loads(x).items() if k != "images_per_s"} for x in lines])
+    assert strip(full_log) == strip(split_log)
+
+
+def test_multi_stage_resume_and_grad_accumulation(tmp_path):
+    stages = {"stages": [{"name": "warmup", "data": "real_only"}, {"name": "main"}]}
+    recipe = write_recipe(tmp_path, method=stages, train={"max_steps": 2, "grad_accum": 2, "val_every": 0},
+                          stages={"warmup": {"lr": 1e-3, "max_steps": 2}})
+    full, split = tmp_path / "full", tmp_path / "split"
+    assert main(["train", "--recipe", str(recipe), "--out", str(full), "--no-progress"]) == 0
+    assert main(["train", "--recipe", str(recipe), "--out", str(split), "--no-progress", "--stop-after", "3"]) == 0
+    progress = json.loads((split / "last" / "training_state" / "state.json").read_text())["progress"]
+    assert progress["stage_index"] == 1 and progress["step"] == 1  # stopped inside the second stage
+    assert main(["train", "--recipe", str(recipe), "--out", str(split), "--no-progress", "--resume"]) == 0
+    assert_same_state(full / "last", split / "last")
+    assert (full / "stages" / "warmup" / "model.safetensors").is_file()
+    warm = load_file(str(full / "stages" / "warmup" / "model.safetensors"))
+    init = RECIPE_INIT(width=4)
+    assert torch.equal(warm["head.weight"], init["head.weight"])  # the real_only stage trains only the body
+    assert not torch.equal(warm["body.0.weight"], init["body.0.weight"])
+    records = [json.loads(x) for x in (full / "metrics.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in records if r["type"] == "train"] == ["warmup", "warmup", "main", "main"]
+    assert not any(r["type"] == "val" and r["stage"] == "warmup" for r in records)
+
+
+def RECIPE_INIT(width: int) -> dict[str, torch.Tensor]:
+    """The tiny detector's initial weights under the recipes' seed (as ``train`` builds it)."""
+    from accelerate.utils import set_seed
+
+    from detectors.registry import build_detector
+
+    set_seed(RECIPE["train"]["seed"])
+    return build_detector("tiny_test", input_size=32, width=width).state_dict()
+
+
+def test_evaluate_json_calibrate_export_push_and_load_back(trained, tmp_path, capsys, monkeypatch):
+    from detectors import create_detector
+    from training import metrics as M
+    from training.engine import build_dataset, predict_dataset
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained["full"] / "best", ckpt)
+    capsys.readouterr()
+    args = ["evaluate", "--detector", "tiny_test", "--source", str(ckpt), "--recipe", str(trained["recipe"]),
+            "--json", "--out", str(tmp_path / "eval"), "--localization", "4"]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("auc", "video_auc", "eer", "ap", "acc", "n_real", "n_fake"):
+        assert key in result
+    assert result["n_real"] + result["n_fake"] == 20
+    # the same numbers as the metric functions on the detector's own scores
+    model = create_detector("tiny_test", str(ckpt))
+    data = build_dataset(RECIPE["data"], model.config, "val", seed=RECIPE["train"]["seed"])
+    scored = predict_dataset(model, data, 8)
+    assert result["auc"] == pytest.approx(M.auc(scored["scores"], scored["labels"]))
+    assert result["video_auc"] == pytest.approx(M.video_auc(scored["scores"], scored["labels"], scored["video_ids"]))
+    assert (tmp_path / "eval" / "roc.png").stat().st_size > 0
+    maps = result["localization"]["maps"]
+    assert "gradcam" in maps and 0.0 <= maps["gradcam"]["pixel_auc"] <= 1.0
+
+    # calibration writes the balanced-accuracy threshold into the checkpoint's config.json
+    assert main(args + ["--calibrate"]) == 0
+    stored = json.loads((ckpt / "config.json").read_text())
+    expected = M.calibrate_threshold(scored["scores"], scored["labels"])
+    assert stored["threshold"] == pytest.approx(expected)
+    assert stored["extra"]["calibration"]["rule"].startswith("maximum balanced accuracy")
+    calibrated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert calibrated["threshold"] == pytest.approx(expected)
+    assert create_detector("tiny_test", str(ckpt)).config.threshold == pytest.approx(expected)
+
+    # export: a model card with Hub metadata, then push to the loopback Hub and load it back
+    export_dir = tmp_path / "export"
+    assert main(["export", "--source", str(ckpt), "--out", str(export_dir), "--metrics", str(tmp_path / "eval"),
+                 "--repo-id", "org/tiny-test"]) == 0
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(export_dir / "README.md")
+    assert card.data.library_name == "forgery-lens" and card.data.license == "cc-by-nc-sa-4.0"
+    assert "deepfake-detection" in card.data.tags and card.data.eval_results
+    assert "python -m training train" in card.text and "Intended use" in card.text
+
+    from tests.hub_server import LoopbackHub
+
+    with LoopbackHub() as hub:
+        monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+        monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", hub.url)
+        monkeypatch.setattr("huggingface_hub.constants.HUGGINGFACE_CO_URL_TEMPLATE",
+                            hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "cache"))
+        capsys.readouterr()
+        assert main(["push", "--source", str(export_dir), "--repo-id", "org/tiny-test", "--json"]) == 0
+        pushed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        files = hub.repos["org/tiny-test"].commits[pushed["commit"]]
+        assert sorted(files) == ["README.md", "config.json", "model.safetensors"]
+        loaded = create_detector("tiny_test", f"org/tiny-test@{pushed['commit']}")
+    local = create_detector("tiny_test", str(export_dir))
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(loaded(x)["logits"], local(x)["logits"])
+    assert loaded.config.threshold == pytest.approx(expected)
