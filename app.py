@@ -1,0 +1,499 @@
+"""Forgery Lens: five face-forgery detectors side by side, each showing why it decided.
+
+    python app.py [--port N] [--host H] [--with-test-detector] [--families lav,rffr] [--max-queue 64]
+
+This file is layout and callbacks only: it converts Gradio values, calls
+:mod:`explain.analysis` (the pipeline), :mod:`explain.summary` (words and pictures) and
+:mod:`training.lab` (the forgery lab), and formats what they return.
+
+Serving policy
+- Models load once at start (one per family, cached per (detector, source)); a source box that
+  fails to load falls back to the demo checkpoint with a note on the card.
+- Queue: each detector card is its own event. AntifakePrompt (the VLM) runs in concurrency
+  group ``vlm`` at 1; the CNN detectors (and the one-call ``analyze`` API) share group ``cnn``
+  (``--cnn-concurrency``, default 2 on a 2-core Space). At most ``--max-queue`` (default 64)
+  requests wait; beyond that Gradio answers "This application is currently busy. Please try again."
+- Uploads are deleted as soon as they are decoded (the decoded photo stays in the visitor's
+  session state, which expires after ``STATE_TTL`` seconds). Everything else Gradio caches
+  (outputs, uploads never analysed) is removed by ``gr.Blocks(delete_cache=(120, 600))``:
+  every 2 minutes, files older than 10 minutes.
+- No network at start: ``GRADIO_ANALYTICS_ENABLED=False`` and ``HF_HUB_DISABLE_TELEMETRY=1``
+  are set here; ``HF_HUB_OFFLINE=1`` is honoured by the Hub loading code.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse  # noqa: E402
+import inspect  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import cv2  # noqa: E402
+import gradio as gr  # noqa: E402
+import torch  # noqa: E402
+
+from detectors.faces import FaceError  # noqa: E402
+from explain import analysis, summary  # noqa: E402
+from training import lab  # noqa: E402
+
+log = logging.getLogger("forgery_lens.app")
+
+ROOT = Path(__file__).resolve().parent
+EXAMPLES_DIR = ROOT / "assets" / "examples"
+MAX_SLOTS = 5  # explanation pictures per card
+MAX_FACES = 5
+DELETE_CACHE = (120, 600)
+STATE_TTL = 1800
+MAX_FILE_SIZE = "25mb"
+CSS = """
+.card {border: 1px solid var(--border-color-primary); border-radius: 10px; padding: 8px;}
+#status .error, .fl-error {border-left: 4px solid #e69f00; padding-left: 8px;}
+"""
+
+
+@dataclass
+class Options:
+    include_test: bool = False
+    families: list[str] | None = None
+    max_queue: int = 64
+    cnn_concurrency: int = 2
+    threads: int = 2
+    warm_up: bool = True
+
+
+@dataclass
+class Card:
+    """The components of one detector card."""
+
+    family: str
+    run: Any
+    source: Any
+    verdict: Any
+    images: list = field(default_factory=list)
+    texts: list = field(default_factory=list)
+    state: Any = None
+    lab_image: Any = None
+    lab_text: Any = None
+
+    @property
+    def outputs(self) -> list:
+        return [self.verdict, *self.images, *self.texts, self.state]
+
+
+# ---- value conversion ---------------------------------------------------------------------------
+def upload_path(payload: Any) -> str | None:
+    """The file behind a raw ``gr.Image`` payload (events run with ``preprocess=False``)."""
+    if payload is None:
+        return None
+    if isinstance(payload, str):
+        return payload
+    if isinstance(payload, dict):
+        return payload.get("path")
+    return getattr(payload, "path", None)
+
+
+def display_image(image, min_side: int = 256):
+    """Small crops (a 64 px test model's) are enlarged so they read on the page."""
+    h, w = image.shape[:2]
+    if max(h, w) >= min_side:
+        return image
+    scale = min_side / max(h, w)
+    return cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_NEAREST)
+
+
+def face_index(value: Any) -> int:
+    try:
+        return max(0, min(MAX_FACES, int(value or 1)) - 1)
+    except (TypeError, ValueError):
+        return 0
+
+
+def error_markdown(exc: Exception) -> str:
+    return f"<div class='fl-error' role='alert'>\n\n**Could not analyse this picture.** {exc}\n\n</div>"
+
+
+def examples() -> tuple[list[list[str]], list[str]]:
+    """Example photos and their labels from ``assets/examples/examples.json``."""
+    index = EXAMPLES_DIR / "examples.json"
+    if not index.is_file():
+        return [], []
+    items = [i for i in json.loads(index.read_text()) if (EXAMPLES_DIR / i["file"]).is_file()]
+    return [[str(EXAMPLES_DIR / i["file"])] for i in items], [i["label"] for i in items]
+
+
+# ---- the app ----------------------------------------------------------------------------------
+def build_app(analyzer: analysis.Analyzer, options: Options) -> gr.Blocks:
+    slots = analyzer.slots
+    cards: dict[str, Card] = {}
+    example_files, example_labels = examples()
+
+    with gr.Blocks(title="Forgery Lens", delete_cache=DELETE_CACHE) as demo:
+        gr.Markdown("# Forgery Lens\nFive face-forgery detectors from five papers look at the same face and each shows "
+                    "**why** it decided. Research and teaching demo: a verdict is evidence to discuss, not proof.")
+        prepared = gr.State(None, time_to_live=STATE_TTL)
+        with gr.Tabs():
+            # ---- Analyze ---------------------------------------------------------------------
+            with gr.Tab("Analyze", id="analyze"):
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        photo = gr.Image(label="Photo of a face", sources=["upload", "webcam", "clipboard"],
+                                         type="filepath", height=340, elem_id="photo")
+                        face = gr.Number(value=1, precision=0, minimum=1, maximum=MAX_FACES, label="Face to analyse",
+                                         info="The numbers drawn on the faces; 1 = the largest.", elem_id="face")
+                        analyze_btn = gr.Button("Analyze", variant="primary", elem_id="analyze-btn")
+                        if example_files:
+                            gr.Examples(example_files, inputs=[photo], example_labels=example_labels,
+                                        label="Examples: a public-domain portrait and forgeries this project made of it")
+                    with gr.Column(scale=1):
+                        faces_img = gr.Image(label="Faces found (landmarks and numbers)", interactive=False,
+                                             height=340, elem_id="faces")
+                        status = gr.Markdown("Upload a photo, take one with the webcam, paste one, or pick an example.",
+                                             elem_id="status")
+                combined_md = gr.Markdown(elem_id="combined")
+                gr.Image(summary.legend_image(), show_label=False, interactive=False, container=False, height=64,
+                         elem_id="legend")
+                with gr.Row(equal_height=False):
+                    for slot in slots:
+                        cards[slot.family] = _card(slot, analyzer)
+                with gr.Accordion("Result as JSON: the `analyze` API (one call, all detectors)", open=False):
+                    gr.Markdown("Scripts call `Client(url).predict(handle_file(path), api_name='/analyze')` "
+                                "(gradio_client) and get this JSON plus the explanation images.")
+                    report_btn = gr.Button("Run the analyze call on this photo", elem_id="report-btn")
+                    report_json = gr.JSON(label="analyze: JSON result", elem_id="report-json")
+                    report_gallery = gr.Gallery(label="analyze: explanation images", columns=4, height=300)
+
+            # ---- Forgery lab -----------------------------------------------------------------
+            with gr.Tab("Forgery lab", id="lab"):
+                gr.Markdown("### Make a forgery, then see which detector finds it\nTick the parts of the face to forge "
+                            "and a method. The forgery is made with the same generators the detectors were trained "
+                            "with; each detector's map is shown beside the truth (the forged pixels) with a score.")
+                lab_state = gr.State(None, time_to_live=STATE_TTL)
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        lab_photo = gr.Image(label="Face to forge", sources=["upload", "webcam", "clipboard"],
+                                             type="filepath", height=300, elem_id="lab-photo")
+                        use_photo_btn = gr.Button("Use the photo from the Analyze tab", size="sm")
+                        if example_files:
+                            gr.Examples(example_files[:1], inputs=[lab_photo], example_labels=example_labels[:1],
+                                        label="Example")
+                    with gr.Column(scale=1):
+                        regions = gr.CheckboxGroup(
+                            [(_region_label(r), r) for r in lab.LAB_REGIONS], value=["face"], label="Regions to forge",
+                            info="Left and right are the person's own. 'whole face' forges the face hull.",
+                            elem_id="lab-regions")
+                        method = gr.Radio(list(lab.METHODS), value="self-blend", label="Method", elem_id="lab-method",
+                                          info="; ".join(f"{k}: {v}" for k, v in lab.METHOD_NOTES.items()))
+                        seed = gr.Number(value=0, precision=0, label="Random seed (another seed, another forgery)")
+                        forge_btn = gr.Button("Make the forgery and run the detectors", variant="primary",
+                                              elem_id="forge-btn")
+                with gr.Row():
+                    forged_img = gr.Image(label="The forgery", interactive=False, height=300, elem_id="forged")
+                    truth_img = gr.Image(label="Ground truth: forged pixels (cividis: yellow = replaced)",
+                                         interactive=False, height=300, elem_id="truth")
+                    lab_status = gr.Markdown(elem_id="lab-status")
+                lab_table = gr.Markdown(elem_id="lab-table")
+                with gr.Row(equal_height=False):
+                    for slot in slots:
+                        with gr.Column(min_width=280, elem_classes=["card"]):
+                            cards[slot.family].lab_image = gr.Image(label=slot.title, interactive=False, visible=False,
+                                                                    format="png", elem_id=f"lab-{slot.family}")
+                            cards[slot.family].lab_text = gr.Markdown(elem_id=f"lab-text-{slot.family}")
+
+            with gr.Tab("About", id="about"):
+                gr.Markdown(_about(analyzer, options))
+
+        # ---- events ------------------------------------------------------------------------------
+        def keep_set() -> set[str]:
+            keep: set[str] = set()
+            for block in demo.blocks.values():
+                keep.update(getattr(block, "keep_in_cache", set()))
+            return keep
+
+        def discard(path: str | None) -> None:
+            """Delete an upload from Gradio's cache (never an example or a file outside the cache)."""
+            if not path:
+                return
+            p = Path(path).resolve()
+            cache = Path(gr.utils.get_upload_folder()).resolve()
+            if cache not in p.parents or str(path) in keep_set() or str(p) in keep_set():
+                return
+            try:
+                p.unlink(missing_ok=True)
+                p.parent.rmdir()
+            except OSError:
+                pass
+
+        def decode(payload: Any, state: analysis.PreparedImage | None) -> analysis.PreparedImage:
+            path = upload_path(payload)
+            if path is None:
+                raise FaceError("Please upload a photo first (or take one with the webcam, or pick an example).")
+            if state is not None and state.key == path:
+                return state
+            return analysis.prepare(path, key=path)
+
+        def show_faces(payload, number, state):
+            if payload is None:
+                return None, "Upload a photo, take one with the webcam, paste one, or pick an example.", None
+            try:
+                prep = decode(payload, state)
+            except FaceError as exc:
+                return None, error_markdown(exc), None
+            i = min(face_index(number), len(prep.faces) - 1)
+            return analysis.faces_picture(prep, i), _faces_status(prep, i), prep
+
+        def start(payload, number, state):
+            try:
+                prep = decode(payload, state)
+            except FaceError as exc:
+                return None, error_markdown(exc), None, ""
+            except Exception as exc:  # noqa: BLE001 - shown, logged, the app keeps serving
+                log.exception("decoding failed")
+                return None, error_markdown(exc), None, ""
+            finally:
+                discard(upload_path(payload))
+            i = min(face_index(number), len(prep.faces) - 1)
+            running = [s.title for s in slots]
+            return (analysis.faces_picture(prep, i), _faces_status(prep, i) + f" Running {len(running)} detectors: "
+                    "each card fills in as soon as its detector is done.", prep, "")
+
+        started = analyze_btn.click(start, [photo, face, prepared], [faces_img, status, prepared, combined_md],
+                                    api_name="prepare", preprocess=False, concurrency_id="faces",
+                                    concurrency_limit=2)
+        photo.change(show_faces, [photo, face, prepared], [faces_img, status, prepared], api_name="faces",
+                     preprocess=False, concurrency_id="faces", concurrency_limit=2)
+        states = [cards[s.family].state for s in slots]
+        for slot in slots:
+            card = cards[slot.family]
+            limit = 1 if slot.concurrency_group == "vlm" else options.cnn_concurrency
+            started.then(_card_fn(analyzer, slot), [prepared, face, card.run, card.source], card.outputs,
+                         api_name=f"detect_{slot.family}", concurrency_id=slot.concurrency_group,
+                         concurrency_limit=limit, preprocess=False).then(
+                _combined_fn, states, [combined_md], api_name=False, queue=False)
+
+        def analyze(image, face, *choices):
+            """One call, all chosen detectors: the JSON result and the explanation images."""
+            path = upload_path(image)
+            try:
+                if path is None:
+                    raise FaceError("No image was sent.")
+                prep = analysis.prepare(path)
+            except FaceError as exc:
+                raise gr.Error(str(exc), title=type(exc).__name__) from None
+            finally:
+                discard(path)
+            i = face_index(face)
+            results = list(analyzer.run(prep, i, _choices(slots, choices)))
+            report, gallery = analysis.report(results, prep, i)
+            return report, [(img, caption) for img, caption in gallery]
+
+        choice_inputs = [c for s in slots for c in (cards[s.family].run, cards[s.family].source)]
+        analyze.__signature__ = _signature(["image", "face"] + [f"{k}_{s.family}" for s in slots for k in ("run", "source")])
+        report_btn.click(analyze, [photo, face, *choice_inputs], [report_json, report_gallery], api_name="analyze",
+                         preprocess=False, concurrency_id="cnn", concurrency_limit=options.cnn_concurrency)
+
+        # ---- forgery lab events ------------------------------------------------------------------
+        def use_photo(state):
+            if state is None:
+                raise gr.Error("Analyze a photo first, or upload one here.")
+            return state.rgb
+
+        use_photo_btn.click(use_photo, [prepared], [lab_photo], api_name="lab_use_photo")
+
+        def forge(payload, chosen, how, seed_value):
+            path = upload_path(payload)
+            try:
+                prep = analysis.prepare(path) if path else None
+                if prep is None:
+                    raise FaceError("Pick a face to forge first (upload one, or use the example).")
+                made = lab.make_lab_forgery(prep.rgb, prep.faces[0], how, chosen or ["face"], int(seed_value or 0))
+            except (FaceError, lab.LabError) as exc:
+                return None, None, error_markdown(exc), None
+            finally:
+                discard(path)
+            forged = analysis.PreparedImage(made.image, [prep.faces[0]])
+            return made.image, summary.mask_picture(made.truth), f"**{made.description}**", (forged, made.truth)
+
+        def lab_detect(state, *choices):
+            outputs = [c.lab_image for c in (cards[s.family] for s in slots)]
+            texts = [c.lab_text for c in (cards[s.family] for s in slots)]
+            if state is None:
+                yield {**{o: gr.update(visible=False) for o in outputs}, **{t: "" for t in texts}, lab_table: ""}
+                return
+            forged, truth = state
+            rows = []
+            picks = _choices(slots, choices)
+            for slot, out, text in zip(slots, outputs, texts):
+                result = analyzer.run_one(slot.family, forged, 0, picks.get(slot.family, analysis.Choice()))
+                crop_truth, maps = analysis.lab_maps(result, truth)
+                rows.append((result, maps))
+                picture = summary.lab_figure(result.aligned.image, crop_truth, maps) if result.ok else None
+                yield {out: gr.update(value=picture, visible=picture is not None),
+                       text: summary.lab_markdown(result, maps), lab_table: summary.lab_table(rows)}
+
+        forge_btn.click(forge, [lab_photo, regions, method, seed], [forged_img, truth_img, lab_status, lab_state],
+                        api_name="forge", preprocess=False, concurrency_id="faces").then(
+            lab_detect, [lab_state, *choice_inputs],
+            [lab_table, *(cards[s.family].lab_image for s in slots), *(cards[s.family].lab_text for s in slots)],
+            api_name="lab_detect", concurrency_id="cnn", concurrency_limit=options.cnn_concurrency)
+
+    demo.queue(max_size=options.max_queue, default_concurrency_limit=2)
+    return demo
+
+
+def _card(slot: analysis.DetectorSlot, analyzer: analysis.Analyzer) -> Card:
+    loaded = analyzer.loaded(slot.family)
+    with gr.Column(min_width=280, elem_classes=["card"], elem_id=f"card-{slot.family}"):
+        gr.Markdown(f"### {loaded.title}\n{loaded.paper}")
+        available = loaded.model is not None
+        installed = slot.name is not None
+        run = gr.Checkbox(value=True, label="Run", visible=installed, elem_id=f"run-{slot.family}")
+        source = gr.Textbox(value="", label="Checkpoint", visible=installed, placeholder=f"{slot.default_source} \u00b7 org/repo@revision \u00b7 /local/folder",
+                            max_lines=1, elem_id=f"source-{slot.family}",
+                            info="Empty = the demo checkpoint. Failing sources fall back to it, with a note.")
+        first = ("Waiting for a photo." + (f"\n\n> **Note:** {loaded.message}" if loaded.message else "")) if available \
+            else f"### Not available\n\n> **Note:** {loaded.message}"
+        verdict = gr.Markdown(first, elem_id=f"verdict-{slot.family}")
+        images, texts = [], []
+        for i in range(MAX_SLOTS):
+            images.append(gr.Image(visible=False, interactive=False, format="png", height=240,
+                                   elem_id=f"img-{slot.family}-{i}"))
+            texts.append(gr.Markdown(visible=False, elem_id=f"text-{slot.family}-{i}"))
+        state = gr.State(None, time_to_live=STATE_TTL)
+    return Card(slot.family, run, source, verdict, images, texts, state)
+
+
+def _card_fn(analyzer: analysis.Analyzer, slot: analysis.DetectorSlot):
+    def run_card(state, number, run, source):
+        if state is None:
+            hidden = [gr.update(visible=False)] * (2 * MAX_SLOTS)
+            return ["No face to analyse.", *hidden, None]
+        result = analyzer.run_one(slot.family, state, face_index(number), analysis.Choice(bool(run), source or ""))
+        return _card_values(result)
+
+    run_card.__name__ = f"detect_{slot.family}"
+    return run_card
+
+
+def _card_values(result: analysis.DetectorResult) -> list:
+    shown = result.explanations[:MAX_SLOTS]
+    images = [gr.update(value=display_image(e.image), label=e.title, visible=True) for e in shown]
+    texts = [gr.update(value=summary.explanation_markdown(e), visible=True) for e in shown]
+    hidden = [gr.update(value=None, visible=False)] * (MAX_SLOTS - len(shown))
+    verdict = summary.verdict_markdown(result)
+    if len(result.explanations) > MAX_SLOTS:
+        verdict += f"\n\n{len(result.explanations) - MAX_SLOTS} more pictures are in the JSON report."
+    return [verdict, *images, *hidden, *texts, *hidden, result.to_json()]
+
+
+def _combined_fn(*items):
+    items = [i for i in items if i]
+    if not items:
+        return ""
+    return summary.combined_markdown(items)
+
+
+def _choices(slots: list[analysis.DetectorSlot], values: tuple) -> dict[str, analysis.Choice]:
+    """(run, source) pairs in slot order -> choices; missing values mean "run the default"."""
+    out = {}
+    for i, slot in enumerate(slots):
+        run = values[2 * i] if 2 * i < len(values) else True
+        source = values[2 * i + 1] if 2 * i + 1 < len(values) else ""
+        out[slot.family] = analysis.Choice(True if run is None else bool(run), source or "")
+    return out
+
+
+def _signature(names: list[str]) -> inspect.Signature:
+    """Named API parameters (``run_lav``, ``source_lav``, ...) for a function taking ``*values``."""
+    return inspect.Signature([inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names])
+
+
+def _faces_status(prep: analysis.PreparedImage, index: int) -> str:
+    n = len(prep.faces)
+    if n == 1:
+        return "Found **1 face**."
+    return f"Found **{n} faces**; analysing face **{index + 1}** (change *Face to analyse* and press Analyze again)."
+
+
+def _region_label(region: str) -> str:
+    return "whole face" if region == "face" else region.replace("_", " ")
+
+
+def _about(analyzer: analysis.Analyzer, options: Options) -> str:
+    lines = ["### Detectors in this build", "| Detector | Paper | Checkpoint |", "| --- | --- | --- |"]
+    for slot in analyzer.slots:
+        loaded = analyzer.loaded(slot.family)
+        where = f"`{loaded.source}`" if loaded.model is not None else f"missing: {loaded.message}"
+        lines.append(f"| {loaded.title} | {loaded.paper} | {where} |")
+    lines += [
+        "", "### Your photos",
+        "Uploads are deleted as soon as they are decoded; pictures made for you are removed from the server's cache "
+        f"within {DELETE_CACHE[1] // 60}\u2013{(DELETE_CACHE[0] + DELETE_CACHE[1]) // 60} minutes. Nothing is sent anywhere.",
+        "", "### Reading the maps",
+        "All maps use viridis or cividis (readable with colour-blindness): dark = low, yellow = high. Every picture has a "
+        "sentence beside it saying what it shows.",
+        "", "### Licence", "Demo weights were trained on FFHQ faces (CC BY-NC-SA 4.0): research and teaching only.",
+    ]
+    return "\n".join(lines)
+
+
+# ---- command line -----------------------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    env = os.environ.get
+    p = argparse.ArgumentParser(description="Forgery Lens app")
+    p.add_argument("--host", default=env("GRADIO_SERVER_NAME"), help="address to listen on (default 127.0.0.1; 0.0.0.0 on a Space)")
+    p.add_argument("--port", type=int, default=int(env("GRADIO_SERVER_PORT", "7860")))
+    p.add_argument("--with-test-detector", action="store_true",
+                   default=env("FORGERY_LENS_TEST_DETECTOR", "") in ("1", "true", "yes"),
+                   help="add the hidden tiny_test detector with random weights (tests; env FORGERY_LENS_TEST_DETECTOR=1)")
+    p.add_argument("--families", default=env("FORGERY_LENS_FAMILIES", ""),
+                   help="comma-separated families to show, e.g. lav,rffr (env FORGERY_LENS_FAMILIES; default all)")
+    p.add_argument("--max-queue", type=int, default=int(env("FORGERY_LENS_MAX_QUEUE", "64")))
+    p.add_argument("--cnn-concurrency", type=int, default=int(env("FORGERY_LENS_CNN_CONCURRENCY", "2")))
+    p.add_argument("--threads", type=int, default=int(env("FORGERY_LENS_THREADS", "2")), help="torch CPU threads")
+    p.add_argument("--no-warm-up", action="store_true", help="skip the background warm-up pass after start")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    args = parse_args(argv)
+    options = Options(include_test=args.with_test_detector,
+                      families=[f.strip() for f in args.families.split(",") if f.strip()] or None,
+                      max_queue=args.max_queue, cnn_concurrency=args.cnn_concurrency, threads=args.threads,
+                      warm_up=not args.no_warm_up)
+    torch.set_num_threads(max(1, options.threads))
+    started = time.perf_counter()
+    analyzer = analysis.Analyzer(include_test=options.include_test, families=options.families)
+    for loaded in analyzer.load_defaults():
+        log.info("%s: %s", loaded.slot.family, loaded.source or loaded.message)
+    demo = build_app(analyzer, options)
+    if options.warm_up:
+        files, _ = examples()
+        if files:
+            threading.Thread(target=_warm_up, args=(analyzer, files[0][0]), daemon=True).start()
+    log.info("app built in %.1f s", time.perf_counter() - started)
+    demo.launch(server_name=args.host, server_port=args.port, max_file_size=MAX_FILE_SIZE, ssr_mode=False,
+                theme=gr.themes.Soft(), css=CSS, footer_links=["api", "settings"])
+
+
+def _warm_up(analyzer: analysis.Analyzer, path: str) -> None:
+    try:
+        log.info("warm-up pass done in %.1f s", analyzer.warm_up(path))
+    except Exception:  # noqa: BLE001 - warm-up is best effort
+        log.exception("warm-up failed")
+
+
+if __name__ == "__main__":
+    main()
