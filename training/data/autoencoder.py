@@ -28,7 +28,7 @@ UPSAMPLERS = ("transpose", "nearest", "pixelshuffle", "bilinear")
 class AutoencoderConfig:
     size: int = 128  # side of the aligned crop it reads and writes
     crop_margin: float = 1.3
-    width: int = 32
+    width: int = 24
     latent: int = 16  # channels of the 16x16 bottleneck (narrow: the decoder must synthesise)
     decoders: tuple[str, ...] = ("transpose", "nearest", "pixelshuffle")
     extra: dict = field(default_factory=dict)

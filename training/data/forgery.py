@@ -52,8 +52,22 @@ def _check(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.nda
     return image, np.asarray(landmarks, np.float32), image.shape[0]
 
 
-def _jittered_source(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """SBI's source augmentation: colour, then frequency, then a small scale/shift."""
+def _jittered_source(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator,
+                     box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """SBI's source augmentation: colour, then frequency, then a small scale/shift.
+
+    With ``box`` only that part is computed (the rest is a copy of ``image``): blends read the
+    source only where their weight is non-zero, and that is most of the cost saved.
+    """
+    if box is not None:
+        x0, y0, x1, y1 = box
+        if x1 <= x0 or y1 <= y0:
+            return image
+        shifted = landmarks - np.array([x0, y0], np.float32)
+        part = _jittered_source(np.ascontiguousarray(image[y0:y1, x0:x1]), shifted, rng)
+        out = image.copy()
+        out[y0:y1, x0:x1] = part
+        return out
     src = blend.color_jitter(image, rng)
     if rng.random() < 0.7:
         src = blend.frequency_jitter(src, rng)
@@ -78,8 +92,8 @@ def real(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, **_
 
 def sbi(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, **_: Any) -> Forgery:
     image, pts, s = _check(image, landmarks)
-    source = _jittered_source(image, pts, rng)
     m = blend.deform_mask(blend.hull_mask(pts, s, rng), rng, s, blend.eye_distance(pts))
+    source = _jittered_source(image, pts, rng, blend.support_box(m, pad=4))
     ratio = blend.blend_ratio(rng)
     weight = m * ratio
     out = blend.alpha_blend(image, source, weight)
@@ -132,17 +146,22 @@ def region(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, r
                         key=kinds.SENTENCE_REGIONS.index)
     out = image
     total = np.zeros((s, s), np.float32)
-    methods = {}
+    methods: dict[str, str] = {}
+    jittered = donor_face = None  # made once per forgery, shared by its parts
     for r in chosen:
         if r == "face":
             m = blend.deform_mask(blend.hull_mask(pts, s, rng), rng, s, blend.eye_distance(pts))
         else:
             m = blend.part_mask(pts, r, s, rng)
         if rng.random() < 0.5:
-            source, how = _jittered_source(image, pts, rng), "self-blend"
+            if jittered is None:
+                jittered = _jittered_source(image, pts, rng)
+            source, how = jittered, "self-blend"
         else:
-            (d_img, d_pts), origin = _pick_donor(image, pts, rng, donors)
-            source, how = blend.color_transfer(blend.align_donor(d_img, d_pts, pts, s)[0], image, m), f"donor ({origin})"
+            if donor_face is None:
+                (d_img, d_pts), origin = _pick_donor(image, pts, rng, donors)
+                donor_face = blend.align_donor(d_img, d_pts, pts, s)[0]
+            source, how = blend.color_transfer(donor_face, image, m), f"donor ({origin})"
         w = m * float(rng.uniform(0.6, 1.0))
         out = blend.alpha_blend(out, source, w)
         total = np.maximum(total, w)
