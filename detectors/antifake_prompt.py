@@ -449,12 +449,17 @@ SOFT_PROMPT_KEYS = ("vlm.qformer.embeddings.word_embeddings.train_embed.weight",
 
 
 @register_detector
-def antifake_prompt_full(**overrides) -> AntifakePromptDetector:
-    """InstructBLIP Vicuna-7B with the ``[*]`` soft prompt (build on a GPU or with ``load_instructblip``)."""
+def antifake_prompt_full(from_pretrained: bool = False, **overrides) -> AntifakePromptDetector:
+    """InstructBLIP Vicuna-7B with the ``[*]`` soft prompt, randomly initialised unless
+    ``from_pretrained`` (needs the Hub: loads ``pretrained_weights`` via :func:`load_instructblip`;
+    the full training recipe sets it in its ``model`` section)."""
     cfg = AntifakePromptConfig(name="antifake_prompt_full", input_size=224, crop_size=256, crop_margin=1.3,
                                pretrained_weights="Salesforce/instructblip-vicuna-7b", dtype="bfloat16",
-                               tokenizer="pretrained")
-    return AntifakePromptDetector(cfg.updated(**overrides))
+                               tokenizer="pretrained").updated(**overrides)
+    if from_pretrained:
+        return load_instructblip(cfg.pretrained_weights, dtype=cfg.dtype, **{k: v for k, v in overrides.items()
+                                                                            if k not in ("pretrained_weights", "dtype")})
+    return AntifakePromptDetector(cfg)
 
 
 def demo_config(**overrides) -> AntifakePromptConfig:
@@ -464,9 +469,9 @@ def demo_config(**overrides) -> AntifakePromptConfig:
     cfg = AntifakePromptConfig(
         name="antifake_prompt_demo", input_size=112, crop_size=128, crop_margin=1.3,
         vision_hidden=192, vision_layers=4, vision_heads=4, vision_mlp=768, patch_size=16,
-        num_query_tokens=8, qformer_hidden=192, qformer_layers=2, qformer_heads=4, qformer_mlp=768,
+        num_query_tokens=8, qformer_hidden=192, qformer_layers=2, qformer_heads=4, qformer_mlp=512,
         qformer_cross_every=1, qformer_vocab_size=base, qformer_max_positions=64,
-        lm_hidden=192, lm_layers=3, lm_heads=4, lm_mlp=512, lm_max_positions=128,
+        lm_hidden=192, lm_layers=3, lm_heads=4, lm_mlp=384, lm_max_positions=128,
         vocab_size=base, image_token_id=tok.convert_tokens_to_ids("<image>"), bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tokenizer="word-level", dtype="float32")
     return cfg.updated(**overrides)
@@ -474,5 +479,5 @@ def demo_config(**overrides) -> AntifakePromptConfig:
 
 @register_detector
 def antifake_prompt_demo(**overrides) -> AntifakePromptDetector:
-    """A small InstructBLIP (~5 M parameters) with a word-level tokenizer, for 2 CPU cores."""
+    """A small InstructBLIP (~4.5 M parameters) with a word-level tokenizer, for 2 CPU cores."""
     return AntifakePromptDetector(demo_config(**overrides))

@@ -239,3 +239,82 @@ def test_demo_config_matches_its_tokenizer():
     assert d.tokenizer == "word-level" and d.input_size <= 128 and d.num_query_tokens < 32
     assert d.vocab_size == d.qformer_vocab_size == len(build_word_tokenizer()) - 1
     assert d.crop_size >= d.input_size
+
+
+def _lavis_file(path, q_dim: int, lm_dim: int, prefix: str = "") -> dict:
+    """A synthetic checkpoint in the authors' layout (LAVIS runner: only trainable tensors)."""
+    g = torch.Generator().manual_seed(5)
+    tensors = {f"{prefix}Qformer.bert.embeddings.train_word_embeddings.weight": torch.randn(1, q_dim, generator=g),
+               f"{prefix}llm_model.model.train_embed_tokens.weight": torch.randn(1, lm_dim, generator=g).half()}
+    torch.save({"model": tensors, "optimizer": {"state": {}, "param_groups": []}, "epoch": 9}, path)
+    return tensors
+
+
+def test_converter_reads_the_authors_layout_into_the_detector(tiny, tmp_path):
+    from training.convert_antifake_prompt import apply_soft_prompt, convert, main
+
+    src = tmp_path / "checkpoint_best.pth"
+    tensors = _lavis_file(src, 32, 32, prefix="module.")
+    out = convert(src, tmp_path / "soft.safetensors", qformer_dim=32, lm_dim=32)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        before = tiny(x)["logits"].clone()
+    saved = {k: v.clone() for k, v in tiny.state_dict().items() if k in SOFT_PROMPT_KEYS}
+    try:
+        apply_soft_prompt(tiny, out)
+        q_table, lm_table = tiny.soft_prompt_tables(tiny.vlm)
+        assert torch.equal(q_table.weight, tensors["module.Qformer.bert.embeddings.train_word_embeddings.weight"])
+        assert torch.equal(lm_table.weight, tensors["module.llm_model.model.train_embed_tokens.weight"].float())
+        with torch.no_grad():
+            assert not torch.allclose(before, tiny(x)["logits"])
+    finally:
+        tiny.load_state_dict(saved, strict=False)
+    # full-size widths are checked: a 32-wide prompt is not InstructBLIP Vicuna-7B's
+    with pytest.raises(ValueError, match="expected"):
+        main([str(src), "--out", str(tmp_path / "full.safetensors")])
+
+
+def test_converter_refuses_other_checkpoints(tmp_path):
+    from training.convert_antifake_prompt import convert
+
+    other = tmp_path / "other.pth"
+    torch.save({"model": {"visual_encoder.blocks.0.norm1.weight": torch.ones(4)}}, other)
+    with pytest.raises(ValueError, match="not an AntifakePrompt checkpoint"):
+        convert(other, tmp_path / "x.safetensors")
+    full = tmp_path / "full.pth"
+    _lavis_file(full, 768, 4096)
+    out = convert(full, tmp_path / "full.safetensors")
+    from safetensors.torch import load_file
+
+    assert {k: tuple(v.shape) for k, v in load_file(str(out)).items()} == {SOFT_PROMPT_KEYS[0]: (1, 768),
+                                                                           SOFT_PROMPT_KEYS[1]: (1, 4096)}
+
+
+def test_hub_download_fetches_the_tokenizer_beside_the_weights(tiny, tmp_path):
+    """Through the real huggingface_hub code against a loopback Hub: the side files come too."""
+    from tests.helpers import run_isolated
+    from tests.hub_server import LoopbackHub
+
+    folder = tmp_path / "ckpt"
+    tiny.save_pretrained(folder)
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        expected = tiny(x)["logits"].tolist()
+    probe = """
+import json, torch
+from detectors import create_detector
+model = create_detector("antifake_prompt_demo", "lens/afp")
+torch.manual_seed(0)
+x = torch.randn(1, 3, 32, 32)
+with torch.no_grad():
+    logits = model(x)["logits"].tolist()
+print(json.dumps({"logits": logits, "vocab": len(model.lm_tokenizer), "source": model.source}))
+"""
+    with LoopbackHub() as hub:
+        hub.commit_folder("lens/afp", folder)
+        got = run_isolated(probe, {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "home")})
+        paths = [p for _, p in hub.requests]
+    assert got["logits"] == expected
+    assert got["vocab"] == len(tiny.lm_tokenizer) and got["source"].startswith("hf-hub:lens/afp")
+    assert any(p.endswith("/tokenizer.json") for p in paths) and any(p.endswith("/qformer_tokenizer.json") for p in paths)
