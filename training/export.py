@@ -149,8 +149,11 @@ def export(detector, source_folder: Path, out_dir: Path, metrics: dict[str, dict
     """Copy ``config.json`` + ``model.safetensors`` to ``out_dir`` and write its ``README.md``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in (CONFIG_FILE, WEIGHTS_FILE):
+    side_files = tuple(getattr(detector, "side_files", ()) or ())  # e.g. a tokenizer beside the weights
+    for name in (CONFIG_FILE, WEIGHTS_FILE, *side_files):
         src = Path(source_folder) / name
+        if name in side_files and not src.is_file():
+            continue
         if src.resolve() != (out_dir / name).resolve():
             shutil.copyfile(src, out_dir / name)
     model_card(detector, metrics, repo_id=repo_id, license=license).save(out_dir / "README.md")

@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
             upload = export(detector, folder, Path(tmp), load_metrics(args.metrics), repo_id=args.repo_id)
         api = HfApi(token=args.token)
         api.create_repo(args.repo_id, private=args.private, exist_ok=True)
-        info = api.upload_folder(repo_id=args.repo_id, folder_path=str(upload), allow_patterns=PUSHED_FILES,
+        patterns = PUSHED_FILES + list(getattr(detector, "side_files", ()) or ())  # e.g. its tokenizer
+        info = api.upload_folder(repo_id=args.repo_id, folder_path=str(upload), allow_patterns=patterns,
                                  commit_message=args.message or f"Upload {name} (Forgery Lens)")
     commit = info.oid
     print(f"pushed {name} to {args.repo_id} at commit {commit}\n"
