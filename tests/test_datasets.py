@@ -118,3 +118,27 @@ def test_synthetic_mix_ratio(monkeypatch):
             got = {kinds.SENTENCE_REGIONS[j] for j in np.flatnonzero(item["regions"].numpy())}
             assert got and got <= {"nose", "mouth"}
             break
+
+
+def test_landmark_cache_keys_by_content_and_remembers_misses(tmp_path, monkeypatch):
+    from training.data import landmark_cache as lc
+
+    calls = []
+
+    def fake_detect(image):
+        calls.append(image.shape)
+        return None if image[0, 0, 0] == 0 else np.ones((478, 2), np.float32)
+
+    monkeypatch.setattr(lc, "detect_landmarks", fake_detect)
+    from PIL import Image
+
+    a, b, c = tmp_path / "a.png", tmp_path / "b.png", tmp_path / "copy_of_a.png"
+    Image.fromarray(np.full((8, 8, 3), 9, np.uint8)).save(a)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(b)
+    shutil.copy(a, c)
+    cache = lc.LandmarkCache(tmp_path / "cache")
+    first = cache.get_many([a, b, c])
+    assert first[0].shape == (478, 2) and first[1] is None and first[2].shape == (478, 2)
+    assert len(calls) == 2  # the copy has the same content hash: found in the cache
+    again = lc.LandmarkCache(tmp_path / "cache").get_many([a, b, c])
+    assert len(calls) == 2 and again[1] is None  # misses are remembered too

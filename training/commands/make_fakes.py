@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         return crop, pts
 
     records, rows = [], []
-    chosen = rng.choice(len(files), size=min(args.n, len(files)), replace=args.n > len(files))
+    chosen = rng.choice(len(files), size=args.n, replace=args.n > len(files))
     for n, i in enumerate(chosen):
         crop, pts = aligned(int(i))
         donors = [aligned(int(j)) for j in rng.choice(neighbours[i], size=1)] if neighbours.shape[1] else None

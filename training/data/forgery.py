@@ -25,6 +25,8 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
+from detectors.faces import CropPolicy, align_face
+
 from . import blend, kinds
 from .sentences import sentence_for
 
@@ -179,15 +181,16 @@ def autoencoder(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generat
     image, pts, s = _check(image, landmarks)
     model = model or get_autoencoder(ae_weights)
     size = model.config.size
-    # The AE was trained on crops of its own margin; resample ours onto that frame.
-    small = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    # Re-frame the face the way the autoencoder saw faces in training, decode, and warp back.
+    framed = align_face(image, pts, CropPolicy(size=size, margin=model.config.crop_margin, align=True))
     dec = model.config.decoders[int(rng.integers(len(model.config.decoders)))]
     with torch.no_grad():
-        x = torch.from_numpy(small).permute(2, 0, 1)[None].float() / 255.0
+        x = torch.from_numpy(framed.image).permute(2, 0, 1)[None].float() / 255.0
         y = model(x, dec)[0].permute(1, 2, 0).numpy()
     decoded = (np.clip(y, 0, 1) * 255 + 0.5).astype(np.uint8)
-    if s != size:
-        decoded = cv2.resize(decoded, (s, s), interpolation=cv2.INTER_CUBIC if s > size else cv2.INTER_AREA)
+    back = cv2.invertAffineTransform(framed.matrix)
+    decoded = cv2.warpAffine(decoded, back, (s, s), flags=cv2.INTER_CUBIC if s > size else cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_REFLECT)
     m = blend.deform_mask(blend.hull_mask(pts, s, rng), rng, s, blend.eye_distance(pts))
     source = blend.color_transfer(decoded, image, m)
     ratio = float(rng.choice([0.75, 1.0, 1.0, 1.0]))

@@ -72,21 +72,23 @@ class LandmarkCache:
         """Landmarks for all ``paths``; unknown files go through face mesh with a progress bar."""
         paths = [Path(p) for p in paths]
         digests = [file_hash(p) for p in paths]
-        out: list[np.ndarray | None] = [None] * len(paths)
-        todo = []
-        for i, d in enumerate(digests):
+        found: dict[str, np.ndarray | None] = {}
+        todo: dict[str, Path] = {}  # one face-mesh run per distinct content
+        for p, d in zip(paths, digests):
+            if d in found or d in todo:
+                continue
             known, pts = self.lookup(d)
             if known:
-                out[i] = pts
+                found[d] = pts
             else:
-                todo.append(i)
+                todo[d] = p
         if todo:
             from tqdm import tqdm
 
-            for i in tqdm(todo, desc=f"{desc} (cached in {self.root})", unit="img"):
-                pts = detect_landmarks(_load(paths[i]))
-                self.store(digests[i], pts)
-                out[i] = pts
+            for d, p in tqdm(todo.items(), desc=f"{desc} (cached in {self.root})", unit="img"):
+                found[d] = detect_landmarks(_load(p))
+                self.store(d, found[d])
+        out = [found[d] for d in digests]
         return out
 
 
