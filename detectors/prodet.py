@@ -40,8 +40,11 @@ Forgery Lens choices (the paper is silent or the setting differs):
 * For the explanation, the model keeps the centres of the four anchors' pooled features
   (real, SBI, donor blend = CBI, autoencoder deepfake) and a fixed 2-D PCA projection of those
   centres as buffers (saved in the checkpoint). They are not part of the paper; the training
-  method fits them after training from the training data (see ``fit_anchors`` in
-  ``training/methods/prodet.py``).
+  method keeps running averages of them while training and refits them after training on the
+  training split in eval mode (``python -m training.methods.prodet fit-anchors CHECKPOINT``).
+* The recipe draws the four kinds in equal proportion (``cycle_kinds``); the engine shuffles
+  items, so a batch holds roughly, not exactly, equal quarters: the method groups each batch by
+  kind and bridges/transitions the first ``min(count)`` items of each kind.
 """
 from __future__ import annotations
 
@@ -148,7 +151,8 @@ class ProDetDetector(Detector):
         self.final_head = _head(dim, hidden)
         self.transition = nn.ModuleDict({name: TransitionBlock(dim) for name in TRANSITIONS}) \
             if config.transition_blocks else None
-        # The progressive path for the explanation, fitted after training (zeros until then).
+        # The progressive path for the explanation: running averages while training, refitted after
+        # training by `python -m training.methods.prodet fit-anchors` (zeros until then).
         self.register_buffer("anchor_centres", torch.zeros(len(ANCHORS), dim))
         self.register_buffer("anchor_origin", torch.zeros(dim))
         self.register_buffer("anchor_axes", torch.zeros(2, dim))
