@@ -92,3 +92,10 @@ def test_metrics_are_json_safe():
     m = M.detection_metrics([0.1, 0.9, 0.4, 0.6], [0, 1, 0, 1], ["a", "b", "c", "d"])
     assert all(v is None or (isinstance(v, (int, float)) and math.isfinite(v)) for v in m.values())
     assert m["video_auc"] == pytest.approx(1.0) and m["n_videos"] == 4
+
+
+def test_a_video_id_shared_by_a_real_and_a_fake_names_two_videos():
+    # folder data sets name real/001.png and fake/001.png alike: still one real and one fake video
+    scores, labels, videos = [0.2, 0.9, 0.4, 0.6], [0, 1, 0, 1], ["001", "001", "002", "002"]
+    assert M.video_auc(scores, labels, videos) == pytest.approx(1.0)
+    assert M.detection_metrics(scores, labels, videos)["n_videos"] == 4

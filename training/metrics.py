@@ -81,16 +81,20 @@ def balanced_accuracy(scores: Sequence[float], labels: Sequence[int], threshold:
 
 def video_scores(scores: Sequence[float], labels: Sequence[int], video_ids: Sequence[str]
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """One score per video (the mean of its frames' scores) and its label (fake if any frame is)."""
+    """One score per video (the mean of its frames' scores) and its label.
+
+    A video is a (label, video id) pair: a real and a fake that share an id (``real/001.png``
+    and ``fake/001.png`` in a folder data set) are two videos, never one mixed video.
+    """
     s, y = _arrays(scores, labels)
     if len(video_ids) != s.size:
         raise ValueError(f"{len(video_ids)} video ids for {s.size} scores")
-    groups: dict[str, list[int]] = defaultdict(list)
+    groups: dict[tuple[int, str], list[int]] = defaultdict(list)
     for i, vid in enumerate(video_ids):
-        groups[str(vid)].append(i)
+        groups[(int(y[i]), str(vid))].append(i)
     keys = sorted(groups)
     vs = np.array([s[groups[k]].mean() for k in keys])
-    vy = np.array([y[groups[k]].max() for k in keys])
+    vy = np.array([k[0] for k in keys], dtype=np.int64)
     return vs, vy
 
 
@@ -135,7 +139,7 @@ def detection_metrics(scores: Sequence[float], labels: Sequence[int], video_ids:
         "threshold": float(threshold),
         "n_real": int((y == 0).sum()),
         "n_fake": int((y == 1).sum()),
-        "n_videos": len(set(map(str, video_ids))) if video_ids is not None else int(s.size),
+        "n_videos": len(set(zip(y.tolist(), map(str, video_ids)))) if video_ids is not None else int(s.size),
     }
 
 

@@ -50,11 +50,11 @@ def data_source(path: str) -> dict[str, Any]:
     """What ``--data PATH`` means for the ``data`` section."""
     p = Path(path).expanduser()
     if p.is_file() and p.suffix == ".json":
-        return {"deepfakebench_json": str(p)}
+        return {"deepfakebench_json": str(p.resolve())}
     if p.is_dir() and (p / "real").is_dir() and (p / "fake").is_dir():
-        return {"folder": str(p)}
+        return {"folder": str(p.resolve())}
     if p.is_dir():
-        return {"pool": str(p)}
+        return {"pool": str(p.resolve())}
     raise SystemExit(f"--data {path}: not a folder or a .json file")
 
 
