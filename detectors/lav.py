@@ -365,8 +365,8 @@ def patch_similarity_matrix(embeddings: np.ndarray | torch.Tensor) -> np.ndarray
 # ---- registry entries ----------------------------------------------------------------------------
 DEMO = dict(
     name="lav_demo", input_size=128, crop_size=128, crop_margin=1.3, pretrained_weights="",
-    stem_channels=(16, 32), entry_channels=(48, 96, 192), middle_blocks=1, middle_reps=2,
-    exit_channels=(256, 320, 384), score_channels=64, fusion_hidden=256, fusion_out=384, proj_dim=64,
+    stem_channels=(8, 16), entry_channels=(32, 64, 128), middle_blocks=1, middle_reps=2,
+    exit_channels=(192, 256, 256), score_channels=32, fusion_hidden=256, fusion_out=256, proj_dim=64,
 )
 
 

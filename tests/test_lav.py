@@ -170,3 +170,14 @@ def test_full_config_is_the_paper_network():
     timm_state = timm.create_model("legacy_xception", pretrained=False).state_dict()
     model.hf.load_state_dict(stream_state_from_timm(timm_state), strict=True)
     model.rgb.load_state_dict(stream_state_from_timm(timm_state, with_exit=False), strict=True)
+
+
+def test_no_weight_decay_on_biases_and_norms():
+    from training.methods import get_method
+
+    model = build_detector("lav_demo", **TINY)
+    decay, no_decay = get_method("lav").trainable_parameters(model, None)
+    assert no_decay["weight_decay"] == 0.0 and "weight_decay" not in decay
+    assert all(p.ndim > 1 for p in decay["params"]) and all(p.ndim <= 1 for p in no_decay["params"])
+    assert any(p is model.lfga[0].gamma for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))

@@ -128,6 +128,15 @@ class LavMethod(TrainingMethod):
     def stages(self) -> list[Stage]:
         return [Stage("main", "mixed", dict(self.options))]
 
+    def trainable_parameters(self, model, stage: Stage):
+        """Two groups as timm's ``add_weight_decay`` (the authors' optimiser): no decay on biases,
+        BN and other 1-D parameters (LFGA's gamma)."""
+        decay, no_decay = [], []
+        for p in model.parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim <= 1 else decay).append(p)
+        return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
     def loss(self, model, batch: dict[str, Any], stage: Stage) -> dict[str, torch.Tensor]:
         opt = {**self.options, **(stage.options or {})}
         image, label = batch["image"], batch["label"].long()
