@@ -27,6 +27,9 @@ def region_map(landmarks: np.ndarray, scores: dict[str, float], size: tuple[int,
     """(H, W) map in [0, 1]: every region's mask painted with its score (max where they meet);
     the whole-face score is the floor over the face oval."""
     heat = np.zeros(size, np.float32)
+    pts = np.asarray(landmarks, np.float32)
+    if pts.size == 0 or not np.isfinite(pts).all() or np.ptp(pts, axis=0).min() < 2.0:
+        return heat  # no usable landmarks (no face found on the crop): nothing to paint
     if WHOLE_FACE in scores:
         heat = np.maximum(heat, scores[WHOLE_FACE] * region_mask(landmarks, WHOLE_FACE, size))
     for region, score in scores.items():
