@@ -197,3 +197,39 @@ def test_evaluate_json_calibrate_export_push_and_load_back(trained, tmp_path, ca
     with torch.no_grad():
         assert torch.equal(loaded(x)["logits"], local(x)["logits"])
     assert loaded.config.threshold == pytest.approx(expected)
+
+
+def test_recipes_resolve_override_and_validate(tmp_path):
+    from training.recipes import CONFIG_DIR, RecipeError, load_recipe, stage_data, stage_settings
+
+    recipe = load_recipe("tiny_test", overrides=["train.lr=2e-3", "data.limit=10", "stages.main.batch_size=4"])
+    assert recipe["train"]["lr"] == pytest.approx(2e-3) and recipe["data"]["limit"] == 10
+    assert recipe["train"]["grad_accum"] == 1  # defaults filled in
+    assert stage_settings(recipe, "main")["batch_size"] == 4 and stage_settings(recipe, "other")["batch_size"] == 8
+    assert stage_data(recipe, "x", "real_only")["kinds"] == {"real": 1}
+    assert stage_data(recipe, "x", "mixed")["kinds"] == {"real": 1, "sbi": 1}
+    bad = write_recipe(tmp_path, train={"learning_rate": 1})
+    with pytest.raises(RecipeError, match="learning_rate"):
+        load_recipe(str(bad))
+    with pytest.raises(RecipeError, match="no full recipe"):
+        load_recipe("full", "tiny_test")
+    assert main(["train", "--recipe", str(bad), "--out", str(tmp_path / "x")]) == 2
+    # every shipped recipe follows the schema
+    for path in sorted(CONFIG_DIR.glob("*.yaml")):
+        assert load_recipe(str(path))["detector"], path
+
+
+def test_optimizer_state_round_trips_without_pickle():
+    from training.engine.state import flatten_optimizer, unflatten_optimizer
+
+    w = torch.nn.Parameter(torch.randn(3, 2))
+    opt = torch.optim.AdamW([{"params": [w], "lr": 1e-3}], betas=(0.8, 0.9))
+    w.grad = torch.ones_like(w)
+    opt.step()
+    tensors, meta = flatten_optimizer(opt.state_dict())
+    json.dumps(meta)  # everything that is not a tensor is JSON
+    back = unflatten_optimizer(tensors, meta)
+    ref = opt.state_dict()
+    assert back["param_groups"] == ref["param_groups"]
+    for key, value in ref["state"][0].items():
+        assert torch.equal(back["state"][0][key], value)

@@ -34,6 +34,7 @@ model, and :data:`TRAIN_DEFAULTS` for the loop. Schema (every section optional e
       save_every: 0               # steps between resumable checkpoints; 0 = at each validation
       num_workers: 0
       log_every: 10
+      find_unused_parameters: true  # DDP: false is faster when every trainable parameter gets a gradient
     stages:                       # per-stage overrides of ``train`` (and ``data``) by stage name
       mim: {epochs: 2, lr: 1.5e-4, data: {kinds: {real: 1}}}
     method: {...}                 # handed to the detector's TrainingMethod (loss weights, ...)
@@ -77,6 +78,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "num_workers": 0,
     "log_every": 10,
     "drop_last": True,
+    "find_unused_parameters": True,  # DDP only: methods whose stages leave some heads unused need it
 }
 
 #: Which ``train`` keys name a stage's schedule (the rest apply to the whole run).
@@ -146,9 +148,33 @@ def complete(recipe: dict[str, Any], source: str = "<dict>") -> dict[str, Any]:
         stage = dict(stage or {})
         _check_train_keys({k: v for k, v in stage.items() if k not in ("data", "val_data")}, f"{source}: stages.{name}")
         recipe["stages"][name] = stage
-    recipe["train"] = {**TRAIN_DEFAULTS, **recipe["train"]}
+    recipe["train"] = _typed({**TRAIN_DEFAULTS, **recipe["train"]})
+    for name, stage in recipe["stages"].items():
+        recipe["stages"][name] = {**stage, **_typed({k: v for k, v in stage.items() if k in TRAIN_DEFAULTS})}
     recipe["source"] = source
     return recipe
+
+
+def _number(value: Any) -> Any:
+    """PyYAML reads ``1e-4`` (no dot) as a string; make such strings numbers."""
+    if isinstance(value, str):
+        try:
+            return float(value) if any(c in value for c in ".eE") else int(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _typed(train: dict[str, Any]) -> dict[str, Any]:
+    """Numeric ``train`` values given as strings (``lr: 1e-4``) become numbers."""
+    out = dict(train)
+    for key, value in train.items():
+        default = TRAIN_DEFAULTS.get(key)
+        if isinstance(value, str) and isinstance(default, (int, float)) and not isinstance(default, bool):
+            number = _number(value)
+            if isinstance(number, (int, float)):
+                out[key] = float(number) if isinstance(default, float) else number
+    return out
 
 
 def _check_train_keys(section: dict[str, Any], where: str) -> None:
@@ -162,7 +188,7 @@ def apply_override(recipe: dict[str, Any], item: str) -> None:
     key, sep, raw = item.partition("=")
     if not sep or not key:
         raise RecipeError(f"override {item!r} is not KEY=VALUE")
-    value = yaml.safe_load(raw) if raw.strip() else ""
+    value = _number(yaml.safe_load(raw)) if raw.strip() else ""
     node = recipe
     parts = key.strip().split(".")
     for part in parts[:-1]:

@@ -88,7 +88,8 @@ class Trainer:
         if train.get("amp", True) and use_cuda:
             mixed = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         self.accelerator = Accelerator(cpu=cpu, mixed_precision=mixed,
-                                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+                                       kwargs_handlers=[DistributedDataParallelKwargs(
+                                           find_unused_parameters=bool(train.get("find_unused_parameters", True)))])
         if train.get("deterministic"):
             torch.backends.cudnn.deterministic = True
             torch.backends.cudnn.benchmark = False
