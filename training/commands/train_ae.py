@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     model.eval()
     model.save(args.out)
     seconds = time.time() - start
-    info = {"pool": str(args.pool), "images": n, "steps": step, "seconds": round(seconds, 1),
+    info = {"pool": Path(args.pool).name, "images": n, "steps": step, "seconds": round(seconds, 1),
             "cpu_seconds": round(time.process_time() - cpu0, 1), "width": args.width, "latent": args.latent,
             "batch_size": args.batch_size, "lr": args.lr, "threads": args.threads,
             "final": {k: round(v, 4) for k, v in running.items()}, "history": history}

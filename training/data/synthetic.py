@@ -8,7 +8,7 @@
 - Kinds: ``kinds`` is a mix ratio (``{real: 0.5, sbi: 0.25, donor: 0.25}``). With
   ``cycle_kinds`` item ``i`` gets ``kinds[i % K]``: any run of ``K * n`` consecutive items
   (a batch with ``shuffle=False``) holds ``n`` of each kind; the data set shuffles the images
-  itself per epoch, so use ``shuffle=False`` then.
+  itself per epoch, so use ``shuffle=False`` then (:attr:`ordered` is True).
 - Faces are aligned with the detector's crop policy from cached landmarks; files without a face
   are left out of the pool (counted in :attr:`no_face_count`).
 """
@@ -52,6 +52,9 @@ class SyntheticForgeries(torch.utils.data.Dataset):
         total = sum(mix.values())
         self.kind_probs = np.array([mix[k] / total for k in self.kind_names])
         self.cycle_kinds = bool(cycle_kinds)
+        #: True when item order carries meaning (the kind cycle): loaders should not shuffle,
+        #: the data set already shuffles its images per epoch.
+        self.ordered = self.cycle_kinds
         self.regions = list(regions) if regions else list(DEFAULT_REGIONS)
         self.aug = AugmentConfig.from_cfg(augment)
         self.ae_weights = ae_weights
