@@ -76,11 +76,22 @@ def run(args: argparse.Namespace) -> int:
     from training import metrics as M
     from training.engine import build_dataset
 
+    from detectors.errors import CheckpointError
+    from training.recipes import RecipeError
+
     source = resolve_source(args.source)
-    detector = create_detector(args.detector, source)
+    try:
+        detector = create_detector(args.detector, source)
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
     detector.to(device).eval()
-    data_cfg, split, seed = data_config(args)
+    try:
+        data_cfg, split, seed = data_config(args)
+    except RecipeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     dataset = build_dataset(data_cfg, detector.config, split, seed=seed)
     say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     say(f"evaluating {args.detector} ({detector.source}) on {len(dataset)} items ({_describe(data_cfg)}, split {split})")

@@ -210,7 +210,6 @@ class Trainer:
                 epoch_loader = skip_first_batches(loader, p.batch_in_epoch)
                 if hasattr(epoch_loader, "set_epoch"):
                     epoch_loader.set_epoch(p.epoch)
-            micro = 0
             for batch in epoch_loader:
                 index = p.batch_in_epoch  # micro-batch index within the epoch
                 group_start = index - index % accum
@@ -226,7 +225,6 @@ class Trainer:
                         running[k] = running.get(k, 0.0) + float(v.detach()) / group_size
                 window_images += int(batch["image"].shape[0]) * acc.num_processes
                 p.batch_in_epoch += 1
-                micro += 1
                 if not boundary:
                     continue
                 if float(settings["grad_clip"]) > 0:
