@@ -19,7 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", help="recipe whose data section to use when --data is not given (default demo)")
     p.add_argument("--split", choices=("train", "val", "all"),
                    help="which split of the data (default: all with a real/fake folder or JSON, else val)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe value")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value; data.* values also apply to --data (e.g. data.dataset=NAME)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--calibrate", action="store_true",
@@ -42,14 +43,15 @@ def local_checkpoint(source: str, family: str) -> Path | None:
 
 def data_config(args: argparse.Namespace) -> tuple[dict[str, Any], str, int]:
     """``(data section, split, seed)``: the seed is the recipe's, so its splits match training's."""
-    from training.commands.train import data_source
+    from training.commands.train import DATA_SOURCE_KEYS, data_source
     from training.recipes import load_recipe, stage_data
 
     split = args.split
     if args.data:
         source = data_source(args.data)
-        if "pool" not in source:
-            return {**source, "augment": False}, split or "all", 0
+        if "pool" not in source:  # e.g. --set data.dataset=Celeb-DF-v2 for a DeepfakeBench JSON
+            extra = {k: v for k, v in _data_overrides(args.set).items() if k not in DATA_SOURCE_KEYS}
+            return {**source, "augment": False, **extra}, split or "all", 0
         # reals only on disk: make forgeries as the recipe says
         recipe = load_recipe(args.recipe or "demo", args.detector, args.set)
         kept = {k: v for k, v in recipe["data"].items() if k not in ("pool", "folder", "deepfakebench_json")}
@@ -57,6 +59,16 @@ def data_config(args: argparse.Namespace) -> tuple[dict[str, Any], str, int]:
     recipe = load_recipe(args.recipe or "demo", args.detector, args.set)
     cfg = stage_data(recipe, "main", "mixed", validation=(split or "val") == "val")
     return {**cfg, "augment": False}, split or "val", int(recipe["train"]["seed"])
+
+
+def _data_overrides(items: list[str]) -> dict[str, Any]:
+    from training.recipes import apply_override
+
+    holder: dict[str, Any] = {}
+    for item in items:
+        if item.startswith("data."):
+            apply_override(holder, item)
+    return holder.get("data", {})
 
 
 def resolve_source(source: str) -> str:
