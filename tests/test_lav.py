@@ -1,6 +1,8 @@
 """Locate-and-Verify: output contract, MPFF/SRM behaviour, losses, save/load, explanations."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -181,3 +183,28 @@ def test_no_weight_decay_on_biases_and_norms():
     assert all(p.ndim > 1 for p in decay["params"]) and all(p.ndim <= 1 for p in no_decay["params"])
     assert any(p is model.lfga[0].gamma for p in no_decay["params"])
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+DEMO_DIR = Path(__file__).resolve().parent.parent / "assets" / "checkpoints" / "lav"
+needs_demo = pytest.mark.skipif(not (DEMO_DIR / "model.safetensors").is_file(), reason="no shipped lav checkpoint")
+
+
+@needs_demo
+def test_demo_checkpoint_loads():
+    model = create_detector("lav_demo")  # source "demo": assets/checkpoints/lav
+    assert model.source == "demo" and model.config.name == "lav_demo" and model.grid_size == 8
+    assert 0.0 < model.config.threshold < 1.0  # calibrated on the validation split
+
+
+@needs_demo
+@pytest.mark.needs_data
+def test_demo_checkpoint_separates_held_out_forgeries():
+    from training.data.build import build_dataset
+    from training.evaluation import score
+    from training.recipes import load_recipe
+
+    model = create_detector("lav_demo").eval()
+    data = load_recipe("demo", "lav_demo")["data"]
+    held_out = build_dataset({**data, "augment": False}, model.config, "val", seed=123)  # never trained on
+    result = score(model, held_out, batch_size=32)
+    assert result["metrics"]["n_fake"] > 20 and result["metrics"]["auc"] >= 0.8
