@@ -37,8 +37,8 @@ text could not be read from this machine. Every open choice, as implemented here
   a binary label only).
 - Text tokenizer: ``demo`` uses an offline word-level tokenizer (``tokenizers`` library) over
   the fixed sentence vocabulary. The vocabulary is a config field, so ``config.json`` alone
-  rebuilds it exactly (Hub loading needs no extra file); ``tokenizer.json`` is also written
-  beside it for other tools. ``full`` names CLIP's BPE tokenizer and falls back to the
+  rebuilds it exactly; ``tokenizer.json`` is saved beside it (a ``side_files`` entry: the
+  loader fetches it from the same revision and checks it against that vocabulary). ``full`` names CLIP's BPE tokenizer and falls back to the
   word-level one (ids inside CLIP's vocabulary) when it cannot be loaded offline.
 - Inference: all candidate sentences (every combination of 1..``max_parts`` parts among the
   regions other than ``face``, the whole-face sentence and the real sentence) are embedded
@@ -173,6 +173,21 @@ class SentenceTokenizer:
         tok.enable_padding(pad_id=table["[PAD]"], pad_token="[PAD]", length=context)
         self.backend = tok
         self.pad_id, self.bos_id, self.eos_id = table["[PAD]"], table["[BOS]"], table["[EOS]"]
+
+    @classmethod
+    def from_file(cls, path: Path, vocab: Sequence[str], context: int) -> "SentenceTokenizer":
+        """Load a saved ``tokenizer.json``; it must hold exactly ``vocab`` (the config's)."""
+        from tokenizers import Tokenizer
+
+        loaded = Tokenizer.from_file(str(path))
+        table = loaded.get_vocab()
+        if table != {w: i for i, w in enumerate(vocab)}:
+            raise ValueError(f"{path.name} does not match the vocabulary in config.json")
+        tok = cls(vocab, context)
+        loaded.enable_truncation(max_length=context)
+        loaded.enable_padding(pad_id=tok.pad_id, pad_token="[PAD]", length=context)
+        tok.backend = loaded
+        return tok
 
     def __call__(self, sentences: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         enc = self.backend.encode_batch(list(sentences))
@@ -365,10 +380,20 @@ class VlffdDetector(Detector):
         return tokens[:, 1:, :].reshape(tokens.shape[0], grid, grid, tokens.shape[-1]).permute(0, 3, 1, 2)
 
     # ---- checkpoints -----------------------------------------------------------------------
+    #: Saved beside config.json; the hub loader hands the folder to :meth:`load_side_files`.
+    side_files = (TOKENIZER_FILE,)
+
     def _save_pretrained(self, save_directory: Path) -> None:
         super()._save_pretrained(save_directory)
         if self.config.tokenizer == "word":
             self.tokenizer.save(Path(save_directory) / TOKENIZER_FILE)
+
+    def load_side_files(self, folder: Path) -> None:
+        """Use the checkpoint's ``tokenizer.json`` when present (else the config's vocabulary)."""
+        path = Path(folder) / TOKENIZER_FILE
+        if self.config.tokenizer == "word" and path.is_file():
+            self._tokenizer = SentenceTokenizer.from_file(path, self.config.vocab, self.config.text_context)
+            self._text_cache = None
 
     def load_pretrained_clip(self, name: str | None = None) -> None:
         """Fill both towers from CLIP weights on the Hub (for a user online; full shapes only)."""

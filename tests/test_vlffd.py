@@ -182,7 +182,17 @@ def test_save_load_round_trip(tiny, tmp_path):
     from tokenizers import Tokenizer
 
     saved = Tokenizer.from_file(str(tmp_path / TOKENIZER_FILE))
-    assert saved.encode(REAL_SENTENCE).ids == loaded.tokenizer(["This face is real."])[0][0].tolist()
+    assert saved.encode(REAL_SENTENCE).ids == loaded.tokenizer([REAL_SENTENCE])[0][0].tolist()
+
+
+def test_tokenizer_file_must_match_the_config(tiny, tmp_path):
+    from detectors.errors import CheckpointCorrupted
+
+    tiny.save_pretrained(tmp_path)
+    other = SentenceTokenizer(tiny.config.vocab[:4] + tuple(reversed(tiny.config.vocab[4:])), 16)
+    other.save(tmp_path / TOKENIZER_FILE)
+    with pytest.raises(CheckpointCorrupted):
+        create_detector("vlffd_demo", str(tmp_path))
 
 
 def test_gradcam_and_region_map(tiny, astronaut):
