@@ -153,3 +153,18 @@ def test_autoencoder_round_trips_through_safetensors(tmp_path, tiny_ae):
         torch.testing.assert_close(y, tiny_ae(x, dec))
     with pytest.raises(FileNotFoundError):
         FaceAutoencoder.load(tmp_path / "missing")
+
+
+def test_shipped_autoencoder_loads_and_decodes():
+    import torch
+
+    from training.data.autoencoder import DEFAULT_DIR
+
+    if not (DEFAULT_DIR / "model.safetensors").is_file():
+        pytest.skip("no shipped autoencoder weights")
+    assert (DEFAULT_DIR / "model.safetensors").stat().st_size < 10_000_000
+    model = FaceAutoencoder.load(DEFAULT_DIR)
+    x = torch.rand(1, 3, model.config.size, model.config.size)
+    assert len(model.config.decoders) >= 3
+    for dec in model.config.decoders:
+        assert model(x, dec).shape == x.shape

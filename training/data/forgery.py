@@ -171,9 +171,10 @@ def region(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, r
     return _finish(kinds.REGION, out, total, total, chosen, methods=methods)
 
 
-def autoencoder(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator,
-                ae_weights: str | None = None, model=None, **_: Any) -> Forgery:
-    """Decode the face with a random decoder of the autoencoder and blend it into the target."""
+def autoencode(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, model=None,
+               ae_weights: str | None = None) -> tuple[np.ndarray, str]:
+    """The aligned crop as a random decoder of the autoencoder re-synthesises it: the face is
+    re-framed to the autoencoder's crop, decoded and warped back. Returns ``(decoded, decoder)``."""
     import torch
 
     from .autoencoder import get_autoencoder
@@ -181,7 +182,6 @@ def autoencoder(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generat
     image, pts, s = _check(image, landmarks)
     model = model or get_autoencoder(ae_weights)
     size = model.config.size
-    # Re-frame the face the way the autoencoder saw faces in training, decode, and warp back.
     framed = align_face(image, pts, CropPolicy(size=size, margin=model.config.crop_margin, align=True))
     dec = model.config.decoders[int(rng.integers(len(model.config.decoders)))]
     with torch.no_grad():
@@ -191,6 +191,14 @@ def autoencoder(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generat
     back = cv2.invertAffineTransform(framed.matrix)
     decoded = cv2.warpAffine(decoded, back, (s, s), flags=cv2.INTER_CUBIC if s > size else cv2.INTER_LINEAR,
                              borderMode=cv2.BORDER_REFLECT)
+    return decoded, dec
+
+
+def autoencoder(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator,
+                ae_weights: str | None = None, model=None, **_: Any) -> Forgery:
+    """Decode the face with a random decoder of the autoencoder and blend it into the target."""
+    image, pts, s = _check(image, landmarks)
+    decoded, dec = autoencode(image, pts, rng, model=model, ae_weights=ae_weights)
     m = blend.deform_mask(blend.hull_mask(pts, s, rng), rng, s, blend.eye_distance(pts))
     source = blend.color_transfer(decoded, image, m)
     ratio = float(rng.choice([0.75, 1.0, 1.0, 1.0]))
