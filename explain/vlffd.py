@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from detectors.faces import AlignedFace, region_mask
+from detectors.vlffd import PART_NAMES
 
 from .base import Explanation
 from .pipeline import gradcam_explanation
@@ -43,7 +44,7 @@ def _bar_chart(scores: dict[str, float]) -> np.ndarray:
     values = [scores[n] for n in names]
     fig, ax = plt.subplots(figsize=(3.6, 2.8), dpi=90)
     colours = colorize(np.asarray(values, np.float32)[None])[0] / 255.0
-    ax.barh([n.replace("_", " ") for n in names], values, color=colours)
+    ax.barh([PART_NAMES.get(n, n.replace("_", " ")) for n in names], values, color=colours)
     ax.set_xlim(0, 1)
     ax.invert_yaxis()
     ax.set_xlabel("share of sentence probability", fontsize=8)
