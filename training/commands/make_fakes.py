@@ -70,13 +70,12 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
 
-    from detectors.faces import CropPolicy
+    from detectors.faces import CropPolicy, load_image
 
-    from ..data.items import crop_face
     from ..data.donors import nearest_neighbours
     from ..data.forgery import make_forgery
+    from ..data.items import crop_face
     from ..data.landmark_cache import LandmarkCache, list_images
-    from detectors.faces import load_image
 
     out = Path(args.out)
     for sub in ("images", "masks", "originals"):

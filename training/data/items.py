@@ -11,8 +11,8 @@ import torch
 
 from detectors.faces import CropPolicy, align_face, load_image
 
-from .augment import AugmentConfig, augment
 from . import kinds
+from .augment import AugmentConfig, augment
 from .sentences import regions_of, sentence_for
 
 #: Keys of every item (and batch) the data sets produce.

@@ -14,7 +14,6 @@
 """
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 from typing import Any
 
