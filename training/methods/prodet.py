@@ -3,7 +3,10 @@
 One stage, all loss weights 1 (the paper's):
 
 * each batch is sorted by kind into the anchors real | SBI | donor blend (the paper's CBI) |
-  autoencoder deepfake; the recipe's ``cycle_kinds: true`` makes the four counts equal;
+  autoencoder deepfake. The recipes' data builder (:func:`build_anchor_dataset`) makes every
+  training item one face in all four anchors, so the quarters are equal and pair up face by
+  face, as the authors' batches pair a real frame with its SBI, its CBI and a deepfake of the
+  same video; with plain mixed batches the method bridges the first ``min(count)`` of each kind;
 * soft cross-entropy on the three attribute heads with targets blending = any forgery,
   identity inconsistency = donor blend or deepfake, generative artifact = deepfake;
 * feature bridging: latent mixup of adjacent anchors (real<->SBI, SBI<->donor, donor<->deepfake)
@@ -72,6 +75,15 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)
 
 
+def flat_batch(batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(image, kind, label)`` with anchor groups (B, 4, ...) from :class:`AnchorQuadruples`
+    flattened to (4B, ...); plain batches pass through."""
+    image, kind, label = batch["image"], batch["kind"], batch["label"]
+    if image.dim() == 5:
+        image, kind, label = image.flatten(0, 1), kind.flatten(), label.flatten()
+    return image, kind.to(image.device), label.to(image.device)
+
+
 @register_method
 class ProDetMethod(TrainingMethod):
     """Recipe ``method`` keys: ``bridging`` (bool, default true), ``transition`` (bool, true),
@@ -95,10 +107,9 @@ class ProDetMethod(TrainingMethod):
 
     def loss(self, model: nn.Module, batch: dict[str, Any], stage: Stage) -> dict[str, torch.Tensor]:
         net = _unwrap(model)
-        kind = batch["kind"].to(batch["image"].device)
+        image, kind, label = flat_batch(batch)
         order = torch.argsort(kind, stable=True)  # real | SBI | donor | deepfake | others
-        image, kind = batch["image"][order], kind[order]
-        label = batch["label"].to(kind.device)[order]
+        image, kind, label = image[order], kind[order], label[order]
         fmap = net.feature_map(image)
         targets = attribute_targets(kind, label)
 
@@ -171,8 +182,9 @@ def fit_anchors(model: nn.Module, batches: Iterable[dict[str, Any]], max_batches
     for i, batch in enumerate(batches):
         if i >= max_batches:
             break
-        pooled = model.feature_map(batch["image"].to(device)).float().mean((2, 3))
-        kind = batch["kind"].to(device)
+        image, kind, _ = flat_batch(batch)
+        pooled = model.feature_map(image.to(device)).float().mean((2, 3))
+        kind = kind.to(device)
         for k in ANCHOR_KINDS:
             if (kind == k).any():
                 feats[k].append(pooled[kind == k].cpu())
@@ -184,6 +196,47 @@ def fit_anchors(model: nn.Module, batches: Iterable[dict[str, Any]], max_batches
     stacked = [torch.cat(feats[k]) for k in ANCHOR_KINDS]
     model.set_anchors(torch.stack([f.mean(0) for f in stacked]), spread_features=stacked)
     return counts
+
+
+class AnchorQuadruples(torch.utils.data.Dataset):
+    """Training items that are one face in all four anchors: its real crop, its self-blend, a donor
+    blended onto it and its autoencoder re-rendering, stacked as (4, ...) tensors.
+
+    The authors' batches take the SBI and CBI from the real frame and the deepfake from the same
+    video, so the bridging pairs and the transition targets differ only by the forgery. Our
+    synthetic data set draws one kind per item from different faces; this wrapper keeps four
+    single-kind data sets over the same files in step (same seed, epoch and permutation)."""
+
+    def __init__(self, parts: list[torch.utils.data.Dataset]) -> None:
+        if len({len(p) for p in parts}) != 1:
+            raise ValueError("the anchor data sets must hold the same faces")
+        self.parts = parts
+
+    def set_epoch(self, epoch: int) -> None:
+        for part in self.parts:
+            part.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.parts[0])
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        items = [part[index] for part in self.parts]
+        out = {k: torch.stack([it[k] for it in items]) for k in ("image", "label", "kind", "mask", "regions")}
+        out["sentence"] = " | ".join(it["sentence"] for it in items)
+        out["video_id"] = items[0]["video_id"]
+        return out
+
+
+def build_anchor_dataset(cfg: dict[str, Any], detector_config: Any, split: str, seed: int = 0):
+    """``data.builder`` for ProDet recipes: :class:`AnchorQuadruples` of the synthetic pool for
+    training; the recipe's plain mix (``kinds``) for validation and evaluation."""
+    from training.data.build import build_dataset
+
+    if split != "train":
+        return build_dataset(cfg, detector_config, split, seed=seed)
+    parts = [build_dataset({**cfg, "kinds": {K.KIND_NAMES[k]: 1}, "cycle_kinds": False}, detector_config, split,
+                           seed=seed) for k in ANCHOR_KINDS]
+    return AnchorQuadruples(parts)
 
 
 def fit_checkpoint(folder: str | Path, recipe_spec: str = "demo", batches: int = 24, batch_size: int = 64,
