@@ -83,12 +83,13 @@ class Card:
     images: list = field(default_factory=list)
     texts: list = field(default_factory=list)
     state: Any = None
+    probe: Any = None
     lab_image: Any = None
     lab_text: Any = None
 
     @property
     def outputs(self) -> list:
-        return [self.verdict, *self.images, *self.texts, self.state]
+        return [self.verdict, *self.images, *self.texts, self.state, self.probe]
 
 
 # ---- value conversion ---------------------------------------------------------------------------
@@ -370,14 +371,19 @@ def _card(slot: analysis.DetectorSlot, analyzer: analysis.Analyzer) -> Card:
                                    elem_id=f"img-{slot.family}-{i}"))
             texts.append(gr.Markdown(visible=False, elem_id=f"text-{slot.family}-{i}"))
         state = gr.State(None, time_to_live=STATE_TTL)
-    return Card(slot.family, run, source, verdict, images, texts, state)
+        probe = gr.State(None, time_to_live=STATE_TTL)
+    card = Card(slot.family, run, source, verdict, images, texts, state, probe)
+    for i, image in enumerate(images):
+        image.select(_probe_fn(card, i), [probe], [*images, *texts], api_name=f"patch_{slot.family}_{i}",
+                     api_visibility="undocumented", queue=False)
+    return card
 
 
 def _card_fn(analyzer: analysis.Analyzer, slot: analysis.DetectorSlot):
     def run_card(state, number, run, source):
         if state is None:
             hidden = [gr.update(visible=False)] * (2 * MAX_SLOTS)
-            return ["No face to analyse.", *hidden, None]
+            return ["No face to analyse.", *hidden, None, None]
         result = analyzer.run_one(slot.family, state, face_index(number), analysis.Choice(bool(run), source or ""))
         return _card_values(result)
 
@@ -393,7 +399,31 @@ def _card_values(result: analysis.DetectorResult) -> list:
     verdict = summary.verdict_markdown(result)
     if len(result.explanations) > MAX_SLOTS:
         verdict += f"\n\n{len(result.explanations) - MAX_SLOTS} more pictures are in the JSON report."
-    return [verdict, *images, *hidden, *texts, *hidden, result.to_json()]
+    probe = analysis.patch_probe(result, MAX_SLOTS)
+    if probe is not None:
+        texts[probe.target] = gr.update(value=texts[probe.target]["value"] + "\n\n*Click a patch on the face pictures "
+                                        "to compare every patch with it.*", visible=True)
+    return [verdict, *images, *hidden, *texts, *hidden, result.to_json(), probe]
+
+
+def _probe_fn(card: Card, slot_index: int):
+    """A click on a crop-sized picture redraws the patch-similarity grid for the clicked patch."""
+
+    def probe_patch(probe: analysis.PatchProbe | None, evt: gr.SelectData):
+        keep = [gr.update()] * (2 * MAX_SLOTS)
+        if probe is None or not probe.clickable[slot_index] or not isinstance(evt.index, (list, tuple)):
+            return keep
+        patch = probe.patch_at(*evt.index[:2])
+        grid = probe.similarity(patch)
+        keep[probe.target] = gr.update(value=summary.similarity_picture(grid, patch))
+        keep[MAX_SLOTS + probe.target] = gr.update(value=(
+            f"**Patch similarity grid.** How much each patch's learned features resemble those of the patch you "
+            f"clicked (row {patch[0] + 1}, column {patch[1] + 1}). Forged patches are trained to look alike and "
+            f"unlike real ones: a bright cluster marks one manipulated area. Mean similarity {grid.mean():.2f}."))
+        return keep
+
+    probe_patch.__name__ = f"patch_{card.family}_{slot_index}"
+    return probe_patch
 
 
 def _combined_fn(*items):

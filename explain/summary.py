@@ -105,6 +105,19 @@ def legend_image(cmap: str = DEFAULT_CMAP) -> np.ndarray:
     return figure_to_array(fig)
 
 
+def similarity_picture(grid: np.ndarray, patch: tuple[int, int]) -> np.ndarray:
+    """A patch-similarity grid with the reference patch outlined and a labelled colour bar."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3.2, 2.8), dpi=90)
+    im = ax.imshow(grid, cmap=DEFAULT_CMAP, vmin=-1, vmax=1)
+    ax.scatter([patch[1]], [patch[0]], marker="s", s=60, facecolors="none", edgecolors="white", linewidths=1.5)
+    ax.set_title(f"Similarity to patch row {patch[0] + 1}, column {patch[1] + 1}", fontsize=9)
+    ax.axis("off")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04).set_label("cosine similarity", fontsize=8)
+    return figure_to_array(fig)
+
+
 def mask_picture(mask: np.ndarray) -> np.ndarray:
     """A ground-truth mask drawn in cividis (dark = untouched, yellow = replaced)."""
     from .render import colorize
@@ -138,7 +151,7 @@ def lab_figure(crop: np.ndarray, truth: np.ndarray, maps: list[LabMap]) -> np.nd
 def lab_markdown(result: DetectorResult, maps: list[LabMap]) -> str:
     """The sentence beside a lab picture: verdict and how well each map found the forged region."""
     if not result.ok:
-        return verdict_markdown(result)
+        return f"**{result.title}**\n\n" + verdict_markdown(result)
     lines = [f"**{result.title}**: {result.verdict.summary()}"]
     if not maps:
         lines.append("This detector gives no map to compare with the forged region.")

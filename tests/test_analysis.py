@@ -1,0 +1,170 @@
+"""The app's UI-free pipeline: loading with fallbacks, runs, the combined verdict, lab scores."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from detectors import create_detector
+from explain import analysis
+from explain.analysis import Analyzer, Choice, DetectorSlot, ModelCache, combine, score_map
+
+
+@pytest.fixture(scope="module")
+def analyzer() -> Analyzer:
+    return Analyzer(include_test=True, families=["tiny"])
+
+
+@pytest.fixture(scope="module")
+def prepared(astronaut):
+    return analysis.prepare(astronaut)
+
+
+def test_slots_name_every_known_family_even_when_missing():
+    slots = analysis.detector_slots(include_test=True)
+    assert [s.family for s in slots][:5] == list(analysis.KNOWN_FAMILIES)
+    assert slots[-1].family == "tiny" and slots[-1].default_source == "random"
+    assert {s.family: s.concurrency_group for s in slots}["antifake_prompt"] == "vlm"
+    ghost = analysis.detector_slots(families=["no_such_family"])
+    assert ghost == []
+
+
+def test_models_load_once_per_source(analyzer):
+    slot = analyzer.by_family["tiny"]
+    assert analyzer.cache.get(slot) is analyzer.cache.get(slot, "") is analyzer.cache.get(slot, " random ")
+
+
+def test_a_family_without_a_module_is_missing_not_an_error():
+    cache = ModelCache()
+    loaded = cache.get(DetectorSlot("imaginary", None, "demo", "Imaginary detector"))
+    assert loaded.model is None and "not part of this build" in loaded.message
+
+
+@pytest.mark.parametrize("problem", ["corrupted", "wrong type", "missing folder", "offline hub"])
+def test_a_failing_source_falls_back_to_the_default_with_a_message(tmp_path, problem, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # read at import time, so patch the constant
+    slot = DetectorSlot("tiny", "tiny_test", "random", "Tiny")
+    folder = tmp_path / "ckpt"
+    if problem == "corrupted":
+        create_detector("tiny_test", "random").save_pretrained(folder)
+        (folder / "model.safetensors").write_bytes(b"\x00" * 64)
+        expect = "CheckpointCorrupted"
+    elif problem == "wrong type":
+        folder.mkdir()
+        (folder / "config.json").write_text('{"name": "no_such_detector"}')
+        (folder / "model.safetensors").write_bytes(b"")
+        expect = "no_such_detector"
+    elif problem == "missing folder":
+        folder = tmp_path / "nothing-here"
+        expect = "not a checkpoint folder"
+    else:
+        folder = "nobody/nothing@main"
+        expect = "CheckpointNotFound"
+    cache = ModelCache()
+    loaded = cache.get(slot, str(folder))
+    assert loaded.model is cache.get(slot).model is not None
+    assert loaded.message.startswith(f"Could not load '{folder}'") and expect in loaded.message
+    assert "Showing the random checkpoint instead" in loaded.message
+
+
+def test_a_good_local_checkpoint_is_used(tmp_path):
+    model = create_detector("tiny_test", "random")
+    model.save_pretrained(tmp_path / "mine")
+    loaded = ModelCache().get(DetectorSlot("tiny", "tiny_test", "random", "Tiny"), str(tmp_path / "mine"))
+    assert loaded.message == "" and loaded.source.startswith("local:")
+
+
+def test_run_gives_verdict_and_explanations(analyzer, prepared):
+    result = analyzer.run_one("tiny", prepared)
+    assert result.ok and result.verdict.face_index == 0 and result.verdict.n_faces == 1
+    assert result.explanations and result.aligned.image.shape[:2] == (64, 64)
+    item = result.to_json({0: 7})
+    assert item["explanations"][0]["image"] == 7 and item["label"] in ("fake", "real")
+    off = analyzer.run_one("tiny", prepared, choice=Choice(run=False))
+    assert off.status == "off" and off.verdict is None
+
+
+def test_a_failing_detector_becomes_an_error_card(analyzer, prepared, monkeypatch):
+    loaded = analyzer.loaded("tiny")
+    monkeypatch.setattr(analysis, "explain_face", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
+    result = analysis.run_detector(loaded, prepared)
+    assert result.status == "error" and "boom" in result.message
+
+
+def _item(label: str, prob: float) -> dict:
+    return {"status": "ok", "label": label, "prob_fake": prob}
+
+
+def test_combined_verdict_and_agreement():
+    c = combine([_item("fake", 0.9), _item("fake", 0.7), _item("real", 0.2), {"status": "missing"}])
+    assert (c.n, c.n_fake, c.label) == (3, 2, "fake") and c.agreement == pytest.approx(2 / 3)
+    assert c.summary() == "2 of 3 detectors say likely manipulated (agreement 67%)."
+    split = combine([_item("fake", 0.9), _item("real", 0.1)])
+    assert split.label == "split" and "disagree" in split.summary()
+    assert combine([]).label == "none"
+    assert combine([_item("real", 0.1)] * 3).summary().endswith("(unanimous).")
+
+
+def test_score_map_against_sklearn():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    mask = np.zeros((40, 40), np.float32)
+    mask[10:25, 5:30] = 1
+    heat = np.round(rng.random((40, 40)) + 0.5 * mask, 1)  # ties on purpose
+    scores = score_map(heat, mask)
+    assert scores["pixel_auc"] == pytest.approx(roc_auc_score(mask.ravel() > 0.5, heat.ravel()))
+    assert score_map(mask, mask) == {"pixel_auc": 1.0, "iou": 1.0, "forged_share": pytest.approx(mask.mean())}
+    assert score_map(1 - mask, mask)["pixel_auc"] == 0.0
+    assert score_map(heat, np.zeros_like(mask))["pixel_auc"] is None
+    small = score_map(mask[::2, ::2], mask)  # maps at another size are resized to the mask
+    assert small["pixel_auc"] > 0.95
+
+
+def test_mask_follows_each_detectors_crop(analyzer, prepared):
+    result = analyzer.run_one("tiny", prepared)
+    full = np.zeros(prepared.rgb.shape[:2], np.float32)
+    x0, y0, x1, y1 = (int(v) for v in prepared.faces[0].bbox)
+    full[y0:y1, x0:x1] = 1
+    truth, maps = analysis.lab_maps(result, full)
+    assert truth.shape == result.aligned.image.shape[:2] and 0.2 < truth.mean() < 0.9
+    assert maps and maps[0].heatmap.shape == truth.shape and maps[0].scores["pixel_auc"] is not None
+
+
+def test_patch_probe_finds_the_clicked_patch():
+    emb = np.zeros((2, 4, 4), np.float32)
+    emb[0] = 1.0
+    emb[:, 1, 2] = (0.0, 1.0)  # one patch unlike the rest
+    probe = analysis.PatchProbe(emb, target=1, crop_size=(64, 64), clickable=[True, False])
+    assert probe.patch_at(40, 20) == (1, 2) and probe.patch_at(1000, -5) == (0, 3)
+    row = probe.similarity((1, 2))
+    assert row[1, 2] == pytest.approx(1.0) and row[0, 0] == pytest.approx(0.0)
+
+
+def test_jsonable_keeps_numbers_and_summarises_big_arrays():
+    import torch
+
+    out = analysis.jsonable({"p": np.float32(0.25), "v": np.arange(3), "big": np.zeros((32, 32)), "t": torch.ones(2),
+                             "nan": float("nan"), "pair": (1, 2)})
+    assert out == {"p": 0.25, "v": [0, 1, 2], "big": {"shape": [32, 32], "dtype": "float64"}, "t": [1.0, 1.0],
+                   "nan": None, "pair": [1, 2]}
+
+
+def test_lab_forgery_changes_only_the_chosen_parts(astronaut, prepared):
+    from detectors.faces import region_mask
+    from training import lab
+
+    face = prepared.faces[0]
+    made = lab.make_lab_forgery(astronaut, face, "self-blend", ["mouth"], seed=2)
+    changed = np.any(made.image != astronaut, axis=-1)
+    assert changed.any() and not np.any(changed & (made.truth == 0)), "pixels outside the truth stay equal"
+    mouth = region_mask(face.landmarks, "mouth", astronaut.shape[:2])
+    eye = region_mask(face.landmarks, "left_eye", astronaut.shape[:2])
+    assert (made.truth * mouth).sum() > 0.5 * mouth.sum() and (made.truth * eye).sum() == 0
+    again = lab.make_lab_forgery(astronaut, face, "self-blend", ["mouth"], seed=2)
+    assert np.array_equal(made.image, again.image), "same seed, same forgery"
+    whole = lab.make_lab_forgery(astronaut, face, "donor blend", [], seed=1)
+    assert whole.regions == ["face"] and whole.truth.max() == pytest.approx(1.0)
+    with pytest.raises(lab.LabError):
+        lab.make_lab_forgery(astronaut, face, "photoshop", [])

@@ -1,0 +1,121 @@
+"""A real browser: Debian's chromium, headless, driven by playwright against the served app.
+
+Needs ``/usr/bin/chromium`` (``apt-get install -y chromium``; the test setup installs it) and
+the playwright Python package (never ``playwright install``: no browser download here). Saves
+screenshots under ``test-artifacts/``.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from explain.analysis import KNOWN_FAMILIES
+
+from .app_server import start_app
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+EXAMPLE = ROOT / "assets" / "examples" / "astronaut_selfblend.png"
+FLAGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--no-first-run"]
+TIMEOUT_MS = 240_000
+
+
+@pytest.fixture(scope="module")
+def server():
+    app = start_app("--with-test-detector")
+    yield app
+    app.stop()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install -y chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    with sync_api.sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True, args=FLAGS,
+                                                        viewport={"width": 1500, "height": 1200})
+        page = context.new_page()
+        page.goto(server.url, timeout=TIMEOUT_MS)
+        page.wait_for_selector("#analyze-btn", timeout=TIMEOUT_MS)
+        yield page
+        context.close()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def _available_families(page) -> list[str]:
+    """Cards whose detector loaded (the others say why they are missing)."""
+    families = []
+    for family in [*KNOWN_FAMILIES, "tiny"]:
+        text = page.inner_text(f"#verdict-{family}")
+        if "Not available" not in text:
+            families.append(family)
+    return families
+
+
+def test_upload_shows_every_card_with_verdicts_and_pictures(page):
+    ARTIFACTS.mkdir(exist_ok=True)
+    available = _available_families(page)
+    assert "tiny" in available
+    for family in set(KNOWN_FAMILIES) - set(available):
+        assert "No demo checkpoint yet" in page.inner_text(f"#verdict-{family}") or \
+            "not part of this build" in page.inner_text(f"#verdict-{family}")
+    page.set_input_files("#photo input[type=file]", str(EXAMPLE))
+    page.wait_for_selector("#faces img", timeout=TIMEOUT_MS)
+    page.click("#analyze-btn")
+    for family in available:
+        page.wait_for_function(
+            "f => /Likely (manipulated|real)/.test(document.querySelector('#verdict-' + f)?.innerText || '')",
+            arg=family, timeout=TIMEOUT_MS)
+        verdict = page.inner_text(f"#verdict-{family}")
+        assert "Probability of manipulation" in verdict and "decision threshold" in verdict
+        # The first evidence picture has loaded and has a sentence beside it.
+        page.wait_for_function(
+            "f => { const i = document.querySelector('#img-' + f + '-0 img'); return i && i.complete && i.naturalWidth > 0; }",
+            arg=family, timeout=TIMEOUT_MS)
+        assert page.inner_text(f"#text-{family}-0").strip()
+    page.wait_for_function("() => /Combined verdict/.test(document.querySelector('#combined')?.innerText || '')",
+                           timeout=TIMEOUT_MS)
+    assert f"of {len(available)} detectors" in page.inner_text("#combined")
+    page.screenshot(path=str(ARTIFACTS / "app-analyze.png"), full_page=True)
+
+
+def test_non_image_upload_shows_the_error_text(page, tmp_path):
+    bogus = tmp_path / "holiday.jpg"
+    bogus.write_text("this is a text file, not a photo")
+    page.set_input_files("#photo input[type=file]", str(bogus))
+    page.click("#analyze-btn")
+    page.wait_for_function(
+        "() => /could not be read as an image/.test(document.querySelector('#status')?.innerText || '')",
+        timeout=TIMEOUT_MS)
+    assert "Could not analyse this picture" in page.inner_text("#status")
+    page.screenshot(path=str(ARTIFACTS / "app-error.png"), full_page=False)
+    # ... and the app keeps serving: an example still goes through.
+    page.set_input_files("#photo input[type=file]", str(EXAMPLE))
+    page.wait_for_selector("#faces img", timeout=TIMEOUT_MS)
+    page.click("#analyze-btn")
+    page.wait_for_function("() => /Found \\*?\\*?1 face/.test(document.querySelector('#status')?.innerText || '')",
+                           timeout=TIMEOUT_MS)
+
+
+def test_forgery_lab_shows_truth_beside_each_map(page):
+    page.get_by_role("tab", name="Forgery lab").click()
+    page.set_input_files("#lab-photo input[type=file]", str(ROOT / "assets" / "examples" / "astronaut.png"))
+    page.wait_for_timeout(1500)
+    page.click("#forge-btn")
+    page.wait_for_function("() => /Pixel AUC/.test(document.querySelector('#lab-table')?.innerText || '')",
+                           timeout=TIMEOUT_MS)
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#lab-tiny img'); return i && i.complete && i.naturalWidth > 0; }",
+        timeout=TIMEOUT_MS)
+    assert "pixel AUC" in page.inner_text("#lab-text-tiny")
+    page.wait_for_selector("#truth img", timeout=TIMEOUT_MS)
+    page.screenshot(path=str(ARTIFACTS / "app-lab.png"), full_page=True)
