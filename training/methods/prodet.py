@@ -239,7 +239,7 @@ def build_anchor_dataset(cfg: dict[str, Any], detector_config: Any, split: str, 
     return AnchorQuadruples(parts)
 
 
-def fit_checkpoint(folder: str | Path, recipe_spec: str = "demo", batches: int = 24, batch_size: int = 64,
+def fit_checkpoint(folder: str | Path, recipe_spec: str = "demo", batches: int = 8, batch_size: int = 32,
                    seed: int = 0) -> dict[str, int]:
     """Load a ProDet checkpoint folder, fit its anchors on the recipe's training split (no
     augmentation), and write the folder back (weights and config only)."""
@@ -273,8 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     fit = sub.add_parser("fit-anchors", help="fit the four anchors' centres and 2-D projection, write them back")
     fit.add_argument("checkpoint", help="a checkpoint folder (config.json + model.safetensors), e.g. runs/prodet/best")
     fit.add_argument("--recipe", default="demo", help="recipe whose training data to use (default demo)")
-    fit.add_argument("--batches", type=int, default=24)
-    fit.add_argument("--batch-size", type=int, default=64)
+    fit.add_argument("--batches", type=int, default=8, help="batches to read (default 8)")
+    fit.add_argument("--batch-size", type=int, default=32, help="items per batch (a training item holds 4 images)")
     args = parser.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     counts = fit_checkpoint(args.checkpoint, args.recipe, args.batches, args.batch_size)
