@@ -207,3 +207,17 @@ def test_demo_checkpoint_separates_held_out_forgeries():
     labels = np.array([int(it["label"]) for it in items])
     assert 0 < labels.sum() < n
     assert roc_auc_score(labels, scores) >= 0.8
+
+
+@pytest.mark.needs_data
+def test_anchor_items_hold_one_face_in_all_four_kinds():
+    from training.methods.prodet import build_anchor_dataset
+
+    cfg = build_detector("prodet_demo").config
+    data = build_anchor_dataset({"pool": "../shared/data/ffhq128-real", "limit": 12, "augment": False}, cfg, "train")
+    a, b = data[0], data[1]
+    assert a["image"].shape == (4, 3, 128, 128) and a["kind"].tolist() == [K.REAL, K.SBI, K.DONOR, K.DEEPFAKE]
+    assert a["label"].tolist() == [0, 1, 1, 1]
+    same = torch.corrcoef(a["image"].flatten(1))[0, 1:]
+    other = torch.corrcoef(torch.stack([a["image"][0].flatten(), b["image"][0].flatten()]))[0, 1]
+    assert bool((same > 0.8).all()) and float(other) < float(same.min())
