@@ -13,10 +13,12 @@ Serving policy
   group ``vlm`` at 1; the CNN detectors (and the one-call ``analyze`` API) share group ``cnn``
   (``--cnn-concurrency``, default 2 on a 2-core Space). At most ``--max-queue`` (default 64)
   requests wait; beyond that Gradio answers "This application is currently busy. Please try again."
-- Uploads are deleted as soon as they are decoded (the decoded photo stays in the visitor's
-  session state, which expires after ``STATE_TTL`` seconds). Everything else Gradio caches
-  (outputs, uploads never analysed) is removed by ``gr.Blocks(delete_cache=(120, 600))``:
-  every 2 minutes, files older than 10 minutes.
+- Uploads are deleted from Gradio's cache ``--upload-grace`` seconds (default 60) after the
+  request that used them (not at once: identical files share one cache path, see
+  :class:`UploadJanitor`); the decoded photo stays only in the visitor's session state, which
+  expires after ``STATE_TTL`` seconds. Everything else Gradio caches (outputs, uploads never
+  analysed) is removed by ``gr.Blocks(delete_cache=(120, 600))``: every 2 minutes, files
+  older than 10 minutes.
 - No network at start: ``GRADIO_ANALYTICS_ENABLED=False`` and ``HF_HUB_DISABLE_TELEMETRY=1``
   are set here; ``HF_HUB_OFFLINE=1`` is honoured by the Hub loading code.
 """
@@ -33,15 +35,19 @@ import argparse  # noqa: E402
 import inspect  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
+import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+import uuid  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import cv2  # noqa: E402
 import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from detectors.faces import FaceError  # noqa: E402
 from explain import analysis, summary  # noqa: E402
@@ -55,6 +61,7 @@ MAX_SLOTS = 5  # explanation pictures per card
 MAX_FACES = 5
 DELETE_CACHE = (120, 600)
 STATE_TTL = 1800
+PICTURE_GRACE = 120.0
 MAX_FILE_SIZE = "25mb"
 CSS = """
 .card {border: 1px solid var(--border-color-primary); border-radius: 10px; padding: 8px;}
@@ -70,6 +77,7 @@ class Options:
     cnn_concurrency: int = 2
     threads: int = 2
     warm_up: bool = True
+    upload_grace: float = 60.0
 
 
 @dataclass
@@ -133,6 +141,89 @@ def examples() -> tuple[list[list[str]], list[str]]:
     return [[str(EXAMPLES_DIR / i["file"])] for i in items], [i["label"] for i in items]
 
 
+class Janitor:
+    """Deletes uploads and the app's own picture files ``grace`` seconds after their last use.
+
+    Gradio stores uploads by content hash, so two visitors sending the same file share one
+    path: deleting at once could pull it from under a queued identical request. Examples and
+    files outside the upload cache are never touched by :meth:`used`.
+    """
+
+    def __init__(self, keep, grace: float) -> None:
+        self._keep = keep
+        self._grace = grace
+        self._seen: dict[Path, float] = {}  # path -> when to delete it
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def used(self, path: str | None) -> None:
+        """An upload was used: delete it after the grace period (only if it is in the upload cache)."""
+        if not path:
+            return
+        p = Path(path).resolve()
+        cache = Path(gr.utils.get_upload_folder()).resolve()
+        if cache not in p.parents or str(path) in self._keep() or str(p) in self._keep():
+            return
+        self.later(p)
+
+    def later(self, p: Path, grace: float | None = None) -> None:
+        with self._lock:
+            self._seen[p] = time.monotonic() + (grace if grace is not None else self._grace)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="upload-janitor", daemon=True)
+                self._thread.start()
+
+    def sweep(self, now: float | None = None) -> int:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            due = [p for p, deadline in self._seen.items() if now >= deadline]
+            for p in due:
+                del self._seen[p]
+        for p in due:
+            try:
+                p.unlink(missing_ok=True)
+                p.parent.rmdir()
+            except OSError:
+                pass
+        return len(due)
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(max(0.5, min(10.0, self._grace / 4)))
+            self.sweep()
+
+
+class Pictures:
+    """Output pictures as files of their own (PNG, unique names), deleted after the grace period.
+
+    Gradio copies returned files into its cache atomically; arrays it would write itself into
+    one content-hashed path, which identical results of concurrent requests (a room clicking
+    the same example) overwrite while another request is still downloading it.
+    """
+
+    def __init__(self, janitor: Janitor) -> None:
+        self.janitor = janitor
+        self.folder = Path(tempfile.mkdtemp(prefix="forgery-lens-pictures-"))
+
+    def __call__(self, image: np.ndarray | None, min_side: int = 0) -> str | None:
+        if image is None:
+            return None
+        if min_side:
+            image = display_image(image, min_side)
+        path = self.folder / f"{uuid.uuid4().hex}.png"
+        Image.fromarray(np.ascontiguousarray(image)).save(path, compress_level=1)
+        self.janitor.later(path, PICTURE_GRACE)  # Gradio has copied it into its cache long before
+        return str(path)
+
+
+def _keep_set(demo: gr.Blocks) -> set[str]:
+    """Files Gradio keeps in its cache on purpose (examples, default values)."""
+    keep: set[str] = set()
+    for block in list(demo.blocks.values()):
+        keep.update(getattr(block, "keep_in_cache", set()))
+    return keep
+
+
 # ---- the app ----------------------------------------------------------------------------------
 def build_app(analyzer: analysis.Analyzer, options: Options) -> gr.Blocks:
     slots = analyzer.slots
@@ -142,6 +233,9 @@ def build_app(analyzer: analysis.Analyzer, options: Options) -> gr.Blocks:
     with gr.Blocks(title="Forgery Lens", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown("# Forgery Lens\nFive face-forgery detectors from five papers look at the same face and each shows "
                     "**why** it decided. Research and teaching demo: a verdict is evidence to discuss, not proof.")
+        janitor = Janitor(lambda: _keep_set(demo), options.upload_grace)
+        discard = janitor.used
+        picture = Pictures(janitor)
         prepared = gr.State(None, time_to_live=STATE_TTL)
         with gr.Tabs():
             # ---- Analyze ---------------------------------------------------------------------
@@ -166,7 +260,7 @@ def build_app(analyzer: analysis.Analyzer, options: Options) -> gr.Blocks:
                          elem_id="legend")
                 with gr.Row(equal_height=False):
                     for slot in slots:
-                        cards[slot.family] = _card(slot, analyzer)
+                        cards[slot.family] = _card(slot, analyzer, picture)
                 with gr.Accordion("Result as JSON: the `analyze` API (one call, all detectors)", open=False):
                     gr.Markdown("Scripts call `Client(url).predict(handle_file(path), api_name='/analyze')` "
                                 "(gradio_client) and get this JSON plus the explanation images.")
@@ -215,25 +309,6 @@ def build_app(analyzer: analysis.Analyzer, options: Options) -> gr.Blocks:
                 gr.Markdown(_about(analyzer, options))
 
         # ---- events ------------------------------------------------------------------------------
-        def keep_set() -> set[str]:
-            keep: set[str] = set()
-            for block in demo.blocks.values():
-                keep.update(getattr(block, "keep_in_cache", set()))
-            return keep
-
-        def discard(path: str | None) -> None:
-            """Delete an upload from Gradio's cache (never an example or a file outside the cache)."""
-            if not path:
-                return
-            p = Path(path).resolve()
-            cache = Path(gr.utils.get_upload_folder()).resolve()
-            if cache not in p.parents or str(path) in keep_set() or str(p) in keep_set():
-                return
-            try:
-                p.unlink(missing_ok=True)
-                p.parent.rmdir()
-            except OSError:
-                pass
 
         def decode(payload: Any, state: analysis.PreparedImage | None) -> analysis.PreparedImage:
             path = upload_path(payload)
@@ -251,7 +326,7 @@ def build_app(analyzer: analysis.Analyzer, options: Options) -> gr.Blocks:
             except FaceError as exc:
                 return None, error_markdown(exc), None
             i = min(face_index(number), len(prep.faces) - 1)
-            return analysis.faces_picture(prep, i), _faces_status(prep, i), prep
+            return picture(analysis.faces_picture(prep, i)), _faces_status(prep, i), prep
 
         def start(payload, number, state):
             try:
@@ -265,7 +340,7 @@ def build_app(analyzer: analysis.Analyzer, options: Options) -> gr.Blocks:
                 discard(upload_path(payload))
             i = min(face_index(number), len(prep.faces) - 1)
             running = [s.title for s in slots]
-            return (analysis.faces_picture(prep, i), _faces_status(prep, i) + f" Running {len(running)} detectors: "
+            return (picture(analysis.faces_picture(prep, i)), _faces_status(prep, i) + f" Running {len(running)} detectors: "
                     "each card fills in as soon as its detector is done.", prep, "")
 
         started = analyze_btn.click(start, [photo, face, prepared], [faces_img, status, prepared, combined_md],
@@ -277,7 +352,7 @@ def build_app(analyzer: analysis.Analyzer, options: Options) -> gr.Blocks:
         for slot in slots:
             card = cards[slot.family]
             limit = 1 if slot.concurrency_group == "vlm" else options.cnn_concurrency
-            started.then(_card_fn(analyzer, slot), [prepared, face, card.run, card.source], card.outputs,
+            started.then(_card_fn(analyzer, slot, picture), [prepared, face, card.run, card.source], card.outputs,
                          api_name=f"detect_{slot.family}", concurrency_id=slot.concurrency_group,
                          concurrency_limit=limit, preprocess=False).then(
                 _combined_fn, states, [combined_md], api_name=False, queue=False)
@@ -296,7 +371,7 @@ def build_app(analyzer: analysis.Analyzer, options: Options) -> gr.Blocks:
             i = face_index(face)
             results = list(analyzer.run(prep, i, _choices(slots, choices)))
             report, gallery = analysis.report(results, prep, i)
-            return report, [(img, caption) for img, caption in gallery]
+            return report, [(picture(img), caption) for img, caption in gallery]
 
         choice_inputs = [c for s in slots for c in (cards[s.family].run, cards[s.family].source)]
         analyze.__signature__ = _signature(["image", "face"] + [f"{k}_{s.family}" for s in slots for k in ("run", "source")])
@@ -307,7 +382,7 @@ def build_app(analyzer: analysis.Analyzer, options: Options) -> gr.Blocks:
         def use_photo(state):
             if state is None:
                 raise gr.Error("Analyze a photo first, or upload one here.")
-            return state.rgb
+            return picture(state.rgb)
 
         use_photo_btn.click(use_photo, [prepared], [lab_photo], api_name="lab_use_photo")
 
@@ -323,7 +398,8 @@ def build_app(analyzer: analysis.Analyzer, options: Options) -> gr.Blocks:
             finally:
                 discard(path)
             forged = analysis.PreparedImage(made.image, [prep.faces[0]])
-            return made.image, summary.mask_picture(made.truth), f"**{made.description}**", (forged, made.truth)
+            return (picture(made.image), picture(summary.mask_picture(made.truth)), f"**{made.description}**",
+                    (forged, made.truth))
 
         def lab_detect(state, *choices):
             outputs = [c.lab_image for c in (cards[s.family] for s in slots)]
@@ -338,8 +414,8 @@ def build_app(analyzer: analysis.Analyzer, options: Options) -> gr.Blocks:
                 result = analyzer.run_one(slot.family, forged, 0, picks.get(slot.family, analysis.Choice()))
                 crop_truth, maps = analysis.lab_maps(result, truth)
                 rows.append((result, maps))
-                picture = summary.lab_figure(result.aligned.image, crop_truth, maps) if result.ok else None
-                yield {out: gr.update(value=picture, visible=picture is not None),
+                figure = picture(summary.lab_figure(result.aligned.image, crop_truth, maps)) if result.ok else None
+                yield {out: gr.update(value=figure, visible=figure is not None),
                        text: summary.lab_markdown(result, maps), lab_table: summary.lab_table(rows)}
 
         forge_btn.click(forge, [lab_photo, regions, method, seed], [forged_img, truth_img, lab_status, lab_state],
@@ -352,7 +428,7 @@ def build_app(analyzer: analysis.Analyzer, options: Options) -> gr.Blocks:
     return demo
 
 
-def _card(slot: analysis.DetectorSlot, analyzer: analysis.Analyzer) -> Card:
+def _card(slot: analysis.DetectorSlot, analyzer: analysis.Analyzer, picture: Pictures) -> Card:
     loaded = analyzer.loaded(slot.family)
     with gr.Column(min_width=280, elem_classes=["card"], elem_id=f"card-{slot.family}"):
         gr.Markdown(f"### {loaded.title}\n{loaded.paper}")
@@ -374,26 +450,26 @@ def _card(slot: analysis.DetectorSlot, analyzer: analysis.Analyzer) -> Card:
         probe = gr.State(None, time_to_live=STATE_TTL)
     card = Card(slot.family, run, source, verdict, images, texts, state, probe)
     for i, image in enumerate(images):
-        image.select(_probe_fn(card, i), [probe], [*images, *texts], api_name=f"patch_{slot.family}_{i}",
+        image.select(_probe_fn(card, i, picture), [probe], [*images, *texts], api_name=f"patch_{slot.family}_{i}",
                      api_visibility="undocumented", queue=False)
     return card
 
 
-def _card_fn(analyzer: analysis.Analyzer, slot: analysis.DetectorSlot):
+def _card_fn(analyzer: analysis.Analyzer, slot: analysis.DetectorSlot, picture: Pictures):
     def run_card(state, number, run, source):
         if state is None:
             hidden = [gr.update(visible=False)] * (2 * MAX_SLOTS)
             return ["No face to analyse.", *hidden, None, None]
         result = analyzer.run_one(slot.family, state, face_index(number), analysis.Choice(bool(run), source or ""))
-        return _card_values(result)
+        return _card_values(result, picture)
 
     run_card.__name__ = f"detect_{slot.family}"
     return run_card
 
 
-def _card_values(result: analysis.DetectorResult) -> list:
+def _card_values(result: analysis.DetectorResult, picture: Pictures) -> list:
     shown = result.explanations[:MAX_SLOTS]
-    images = [gr.update(value=display_image(e.image), label=e.title, visible=True) for e in shown]
+    images = [gr.update(value=picture(e.image, min_side=256), label=e.title, visible=True) for e in shown]
     texts = [gr.update(value=summary.explanation_markdown(e), visible=True) for e in shown]
     hidden = [gr.update(value=None, visible=False)] * (MAX_SLOTS - len(shown))
     verdict = summary.verdict_markdown(result)
@@ -406,7 +482,7 @@ def _card_values(result: analysis.DetectorResult) -> list:
     return [verdict, *images, *hidden, *texts, *hidden, result.to_json(), probe]
 
 
-def _probe_fn(card: Card, slot_index: int):
+def _probe_fn(card: Card, slot_index: int, picture: Pictures):
     """A click on a crop-sized picture redraws the patch-similarity grid for the clicked patch."""
 
     def probe_patch(probe: analysis.PatchProbe | None, evt: gr.SelectData):
@@ -415,7 +491,7 @@ def _probe_fn(card: Card, slot_index: int):
             return keep
         patch = probe.patch_at(*evt.index[:2])
         grid = probe.similarity(patch)
-        keep[probe.target] = gr.update(value=summary.similarity_picture(grid, patch))
+        keep[probe.target] = gr.update(value=picture(summary.similarity_picture(grid, patch)))
         keep[MAX_SLOTS + probe.target] = gr.update(value=(
             f"**Patch similarity grid.** How much each patch's learned features resemble those of the patch you "
             f"clicked (row {patch[0] + 1}, column {patch[1] + 1}). Forged patches are trained to look alike and "
@@ -492,6 +568,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cnn-concurrency", type=int, default=int(env("FORGERY_LENS_CNN_CONCURRENCY", "2")))
     p.add_argument("--threads", type=int, default=int(env("FORGERY_LENS_THREADS", "2")), help="torch CPU threads")
     p.add_argument("--no-warm-up", action="store_true", help="skip the background warm-up pass after start")
+    p.add_argument("--upload-grace", type=float, default=float(env("FORGERY_LENS_UPLOAD_GRACE", "60")),
+                   help="seconds after its last use an upload is deleted from Gradio's cache")
     return p.parse_args(argv)
 
 
@@ -502,7 +580,7 @@ def main(argv: list[str] | None = None) -> None:
     options = Options(include_test=args.with_test_detector,
                       families=[f.strip() for f in args.families.split(",") if f.strip()] or None,
                       max_queue=args.max_queue, cnn_concurrency=args.cnn_concurrency, threads=args.threads,
-                      warm_up=not args.no_warm_up)
+                      warm_up=not args.no_warm_up, upload_grace=args.upload_grace)
     torch.set_num_threads(max(1, options.threads))
     started = time.perf_counter()
     analyzer = analysis.Analyzer(include_test=options.include_test, families=options.families)

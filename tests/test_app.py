@@ -6,6 +6,7 @@ demo checkpoints; the five real families are checked too where their demo checkp
 from __future__ import annotations
 
 import io
+import time
 import uuid
 from pathlib import Path
 
@@ -32,7 +33,8 @@ def gradio_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(gradio_cache):
-    app = start_app("--with-test-detector", "--no-warm-up", env={"GRADIO_TEMP_DIR": str(gradio_cache)})
+    app = start_app("--with-test-detector", "--no-warm-up", "--upload-grace", "1",
+                    env={"GRADIO_TEMP_DIR": str(gradio_cache)})
     yield app
     app.stop()
 
@@ -98,6 +100,9 @@ def test_real_family_result(analyzed, family):
 
 
 def test_upload_is_deleted_after_the_request(analyzed, photo, gradio_cache):
+    deadline = time.monotonic() + 15
+    while list(gradio_cache.rglob(photo.name)) and time.monotonic() < deadline:
+        time.sleep(0.25)
     assert not list(gradio_cache.rglob(photo.name)), "the upload must not stay in Gradio's cache"
 
 

@@ -1,0 +1,82 @@
+"""A room of users at once: 20 gradio_client clients x 5 ``analyze`` requests on loopback.
+
+Every request must succeed (the queue holds them all: max size 64 > 20 waiting), and the
+server's memory after the run must be within 10% of its memory before (after a warm-up).
+``FORGERY_LENS_LOAD_FAMILIES`` (e.g. ``tiny``) limits the detectors; default: all, plus tiny.
+"""
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from .app_server import start_app
+
+pytestmark = pytest.mark.slow
+
+CLIENTS = 20
+REQUESTS = 5
+
+
+def rss(pid: int) -> int:
+    """Resident memory of the server process in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("gradio-cache")
+    args = ["--with-test-detector", "--no-warm-up"]
+    families = os.environ.get("FORGERY_LENS_LOAD_FAMILIES")
+    if families:
+        args += ["--families", families]
+    app = start_app(*args, "--upload-grace", "5", env={"GRADIO_TEMP_DIR": str(cache)})
+    app.cache = cache
+    yield app
+    app.stop()
+
+
+def test_twenty_clients_five_requests_each(server, tmp_path, astronaut):
+    from gradio_client import Client, handle_file
+
+    photo = tmp_path / "room-upload.png"
+    Image.fromarray(astronaut).save(photo)
+
+    def session(n: int) -> list[dict]:
+        client = Client(server.url, verbose=False)
+        out = []
+        for _ in range(n):
+            result, gallery = client.predict(handle_file(str(photo)), api_name="/analyze")
+            out.append({"result": result, "images": len(gallery)})
+        return out
+
+    with ThreadPoolExecutor(4) as pool:  # warm-up: models, allocator and caches settle
+        list(pool.map(session, [2] * 4))
+    time.sleep(1.0)
+    before = rss(server.process.pid)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        runs = list(pool.map(session, [REQUESTS] * CLIENTS))
+    elapsed = time.perf_counter() - started
+    time.sleep(1.0)
+    after = rss(server.process.pid)
+    results = [r for run in runs for r in run]
+    assert len(results) == CLIENTS * REQUESTS
+    for r in results:
+        tiny = next(d for d in r["result"]["detectors"] if d["family"] == "tiny")
+        assert tiny["status"] == "ok" and r["images"] >= 1
+        assert r["result"]["combined"]["n"] >= 1
+    print(f"\n{len(results)} requests in {elapsed:.1f} s; server RSS {before / 2**20:.0f} MiB before, "
+          f"{after / 2**20:.0f} MiB after ({(after - before) / before:+.1%})")
+    assert after <= before * 1.10, f"memory grew from {before / 2**20:.0f} to {after / 2**20:.0f} MiB"
+    deadline = time.monotonic() + 30
+    while list(server.cache.rglob(photo.name)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not list(server.cache.rglob(photo.name)), "uploads must not stay in Gradio's cache"
