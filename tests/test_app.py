@@ -170,3 +170,19 @@ def test_forgery_lab_scores_each_map_against_the_truth(server, photo):
     outputs = client.predict(True, "", True, "", True, "", True, "", True, "", True, "", api_name="/lab_detect")
     table = outputs[0]
     assert "Tiny test detector" in table and "Grad-CAM" in table
+
+
+def test_several_faces_the_user_picks_one(client, tmp_path, astronaut):
+    import cv2
+
+    canvas = np.full((512, 512 + 384, 3), 255, np.uint8)
+    canvas[:, :512] = astronaut
+    canvas[64:448, 512:] = cv2.resize(astronaut, (384, 384))
+    path = tmp_path / "two-faces.png"
+    Image.fromarray(canvas).save(path)
+    off = dict(run_lav=False, run_rffr=False, run_antifake_prompt=False, run_prodet=False, run_vlffd=False)
+    first, _ = client.predict(handle_file(str(path)), api_name="/analyze", **off)
+    second, _ = client.predict(handle_file(str(path)), 2, api_name="/analyze", **off)
+    assert first["face"]["n_faces"] == second["face"]["n_faces"] == 2
+    assert first["face"]["index"] == 0 and second["face"]["index"] == 1
+    assert first["face"]["box"][0] < 512 <= second["face"]["box"][0], "face 1 is the largest, face 2 the smaller one"

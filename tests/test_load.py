@@ -80,3 +80,30 @@ def test_twenty_clients_five_requests_each(server, tmp_path, astronaut):
     while list(server.cache.rglob(photo.name)) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not list(server.cache.rglob(photo.name)), "uploads must not stay in Gradio's cache"
+
+
+def test_a_full_queue_is_refused_politely_and_the_app_recovers(tmp_path, astronaut):
+    """With room for 2 waiting requests, a burst of 12 gets some refusals; later requests succeed."""
+    from gradio_client import Client, handle_file
+
+    photo = tmp_path / "burst.png"
+    Image.fromarray(astronaut).save(photo)
+    app = start_app("--with-test-detector", "--no-warm-up", "--families", "tiny", "--max-queue", "2",
+                    "--cnn-concurrency", "1")
+    try:
+        client = Client(app.url, verbose=False)
+        jobs = [client.submit(handle_file(str(photo)), api_name="/analyze") for _ in range(12)]
+        outcomes = []
+        for job in jobs:
+            try:
+                job.result(timeout=120)
+                outcomes.append("ok")
+            except Exception as exc:  # noqa: BLE001 - the refusal type differs between client versions
+                outcomes.append(str(exc))
+        refused = [o for o in outcomes if o != "ok"]
+        assert refused and "ok" in outcomes, outcomes
+        assert all("full" in o.lower() or "busy" in o.lower() for o in refused), refused
+        result, _ = client.predict(handle_file(str(photo)), api_name="/analyze")
+        assert result["detectors"][0]["status"] == "ok"
+    finally:
+        app.stop()

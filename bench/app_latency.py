@@ -1,0 +1,94 @@
+"""End-to-end latency of the app: one photo, every demo detector with all its explanations.
+
+    flock /tmp/forgerylens-heavy.lock python bench/app_latency.py [--runs 10] [--warm-up 3]
+
+Starts ``python app.py`` on loopback with 2 torch threads, measures how long until it serves
+(``/config`` answers) and until the first ``analyze`` call returns, then calls ``analyze``
+through gradio_client ``--runs`` times after ``--warm-up`` calls and prints the median and
+p90 latency, each detector's median time, and the server's peak resident memory (VmHWM).
+Targets (issue 10): median <= 1.5 s, ready <= 20 s, peak <= 3 GB.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.app_server import start_app  # noqa: E402
+
+
+def proc_memory(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--photo", default=str(ROOT / "assets" / "examples" / "astronaut.png"))
+    p.add_argument("--runs", type=int, default=10)
+    p.add_argument("--warm-up", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--families", default="", help="comma-separated families (default: all in the build)")
+    p.add_argument("--with-test-detector", action="store_true")
+    p.add_argument("--json", help="also write the figures to this JSON file")
+    args = p.parse_args(argv)
+
+    from gradio_client import Client, handle_file
+
+    extra = ["--no-warm-up"] + (["--families", args.families] if args.families else [])
+    extra += ["--with-test-detector"] if args.with_test_detector else []
+    server = start_app(*extra, threads=args.threads)
+    try:
+        client = Client(server.url, verbose=False)
+        t0 = time.perf_counter()
+        result, _ = client.predict(handle_file(args.photo), api_name="/analyze")
+        first = time.perf_counter() - t0
+        ran = [d for d in result["detectors"] if d["status"] == "ok"]
+        missing = [f"{d['family']} ({d['status']}: {d['message']})" for d in result["detectors"] if d["status"] != "ok"]
+        for _ in range(max(0, args.warm_up - 1)):
+            client.predict(handle_file(args.photo), api_name="/analyze")
+        times, per = [], {d["family"]: [] for d in ran}
+        for _ in range(args.runs):
+            t0 = time.perf_counter()
+            result, gallery = client.predict(handle_file(args.photo), api_name="/analyze")
+            times.append(time.perf_counter() - t0)
+            for d in result["detectors"]:
+                if d["family"] in per:
+                    per[d["family"]].append(d["seconds"])
+        peak = proc_memory(server.process.pid, "VmHWM")
+        rss = proc_memory(server.process.pid, "VmRSS")
+    finally:
+        server.stop()
+    times.sort()
+    figures = {
+        "detectors": [d["family"] for d in ran], "missing": missing, "runs": args.runs, "threads": args.threads,
+        "ready_s": round(server.ready_seconds, 2), "first_analyze_s": round(first, 2),
+        "median_s": round(statistics.median(times), 3), "p90_s": round(times[int(0.9 * (len(times) - 1))], 3),
+        "per_detector_median_s": {k: round(statistics.median(v), 3) for k, v in per.items()},
+        "explanation_images": len(gallery), "peak_rss_mb": round(peak / 2**20), "rss_after_mb": round(rss / 2**20),
+    }
+    print(f"detectors run: {', '.join(figures['detectors']) or 'none'}")
+    for m in missing:
+        print(f"  not run: {m}")
+    print(f"app ready (HTTP) after start: {figures['ready_s']:.1f} s; first analyze returned after "
+          f"{figures['first_analyze_s']:.1f} s")
+    print(f"analyze latency over {args.runs} runs after {args.warm_up} warm-up: median {figures['median_s']:.2f} s, "
+          f"p90 {figures['p90_s']:.2f} s ({figures['explanation_images']} explanation images)")
+    for k, v in figures["per_detector_median_s"].items():
+        print(f"  {k}: {v:.3f} s (model + explanations)")
+    print(f"server peak memory (VmHWM): {figures['peak_rss_mb']} MiB; after: {figures['rss_after_mb']} MiB")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
