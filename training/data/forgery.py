@@ -195,16 +195,25 @@ def autoencode(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generato
 
 
 def autoencoder(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator,
-                ae_weights: str | None = None, model=None, **_: Any) -> Forgery:
-    """Decode the face with a random decoder of the autoencoder and blend it into the target."""
+                ae_weights: str | None = None, model=None, sharpen_p: float = 0.5, **_: Any) -> Forgery:
+    """Decode the face with a random decoder of the autoencoder and blend it into the target.
+
+    With probability ``sharpen_p`` the decoded face is unsharp-masked first: decoders of a small
+    autoencoder are soft, and a detector should learn their up-sampling traces, not their blur.
+    """
     image, pts, s = _check(image, landmarks)
     decoded, dec = autoencode(image, pts, rng, model=model, ae_weights=ae_weights)
+    sharpen = float(rng.uniform(0.5, 2.0)) if rng.random() < sharpen_p else 0.0
+    if sharpen:  # so that "smoother than real" is not what gives an autoencoder face away
+        soft = cv2.GaussianBlur(decoded, (0, 0), float(rng.uniform(0.8, 1.5)))
+        decoded = cv2.addWeighted(decoded, 1 + sharpen, soft, -sharpen, 0)
     m = blend.deform_mask(blend.hull_mask(pts, s, rng), rng, s, blend.eye_distance(pts))
     source = blend.color_transfer(decoded, image, m)
     ratio = float(rng.choice([0.75, 1.0, 1.0, 1.0]))
     weight = m * ratio
     out = blend.alpha_blend(image, source, weight)
-    return _finish(kinds.DEEPFAKE, out, weight, weight, ["face"], decoder=dec, blend_ratio=ratio)
+    return _finish(kinds.DEEPFAKE, out, weight, weight, ["face"], decoder=dec, blend_ratio=ratio,
+                   sharpened=round(sharpen, 2))
 
 
 GENERATORS = {"real": real, "sbi": sbi, "donor": donor, "region": region, "ae": autoencoder}
