@@ -92,12 +92,9 @@ def path_explanation(detector, point: np.ndarray, prob_fake: float) -> Explanati
     point = np.asarray(point, dtype=np.float64)
     ax.plot(anchors[:, 0], anchors[:, 1], color="grey", lw=1.2, ls="--", zorder=1)
     for k, (xy, label) in enumerate(zip(anchors, ANCHOR_LABELS)):
-        colour = _CMAP(k / 3)
-        if spread[k] > 0:
-            ax.add_patch(plt.Circle(xy, spread[k], color=colour, alpha=0.15, zorder=0))
-        ax.scatter(*xy, s=70, marker=ANCHOR_MARKERS[k], color=colour, edgecolor="black", zorder=2, label=label)
+        ax.scatter(*xy, s=70, marker=ANCHOR_MARKERS[k], color=_CMAP(k / 3), edgecolor="black", zorder=2, label=label)
     ax.scatter(*point, s=180, marker="*", color="white", edgecolor="black", linewidth=1.2, zorder=3, label="this face")
-    ax.legend(fontsize=7, loc="best", framealpha=0.8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), framealpha=0.8)
     ax.set_xlabel("path axis 1 (arbitrary units)", fontsize=8)
     ax.set_ylabel("path axis 2", fontsize=8)
     ax.set_xticks([])
@@ -106,9 +103,15 @@ def path_explanation(detector, point: np.ndarray, prob_fake: float) -> Explanati
     ax.set_title("Where this face sits on the training path", fontsize=9)
     nearest, where = path_position(anchors, point)
     how = "fitted on training data after training" if fitted >= 2 else "running averages from training"
+    steps = np.linalg.norm(np.diff(anchors, axis=0), axis=1).mean()
+    overlap = float(spread[spread > 0].mean() / max(steps, 1e-12)) if (spread > 0).any() else None
     caption = (f"The detector was trained along real -> self-blend -> donor blend -> deepfake. This face's features "
                f"sit closest to the {ANCHOR_LABELS[nearest]} centre (position {where:.1f} of 3 along the path; "
-               f"P(fake) {prob_fake:.2f}). Centres: {how}; shaded circles show each kind's typical spread.")
+               f"P(fake) {prob_fake:.2f}). Centres: {how}.")
+    if overlap is not None and overlap > 1:
+        caption += (" Faces of one kind scatter more widely than the centres lie apart, so the kinds overlap in "
+                    "this model's features: read the position as a rough hint.")
     return Explanation("path", "Real -> blendfake -> deepfake path", figure_to_array(fig), caption,
                        data={"fitted": True, "point": point.tolist(), "anchors": anchors.tolist(),
-                             "nearest": ANCHOR_LABELS[nearest], "path_position": where})
+                             "spread": spread.tolist(), "overlap": overlap, "nearest": ANCHOR_LABELS[nearest],
+                             "path_position": where})
