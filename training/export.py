@@ -40,6 +40,28 @@ LIMITATIONS = """\
   `config.json`); scores are not calibrated probabilities."""
 
 
+KIND_TEXT = {"sbi": "self-blended images (SBI)", "donor": "donor blends (Face X-ray style)",
+             "ae": "autoencoder deepfakes", "region": "region forgeries described by sentences"}
+
+
+def fake_kinds(data: dict[str, Any]) -> str:
+    """The forgery kinds a recipe's data section mixes in, in words."""
+    kinds = [k for k, w in (data.get("kinds") or {}).items() if k != "real" and w]
+    if data.get("folder") or data.get("deepfakebench_json"):
+        return "fakes read from " + str(data.get("folder") or data.get("deepfakebench_json"))
+    if not kinds:
+        return ", ".join(KIND_TEXT.values())
+    return ", ".join(KIND_TEXT.get(k, k) for k in kinds)
+
+
+def _relative(path: str) -> str:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        return str(Path(path).resolve().relative_to(root))
+    except (ValueError, OSError):
+        return path
+
+
 def _fmt(value: Any) -> str:
     return "n/a" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value))
 
@@ -103,16 +125,17 @@ def model_card(detector, metrics: dict[str, dict[str, Any]] | None = None, repo_
     lines += ["## Training data", "",
               "- Real faces: FFHQ (Flickr-Faces-HQ, NVIDIA; images under their Flickr licences, collection under "
               "CC BY-NC-SA 4.0), downscaled to 128×128.",
-              "- Fake faces: synthesised by the project's own forgery generators from those real faces "
-              "(self-blended images, donor blends, autoencoder deepfakes, region forgeries with sentences).",
+              f"- Fake faces: synthesised by the project's own forgery generators from those real faces "
+              f"({fake_kinds(training.get('data') or {})}).",
               "- No GAN-generated faces were used for training; `dev-gan` (StyleGAN2 faces) is evaluation-only."]
     if training.get("data"):
         lines.append(f"- Data section of the recipe: `{json.dumps(training['data'], sort_keys=True)}`")
     lines.append("")
     lines += ["## Training", ""]
     if training:
-        lines += [f"- Recipe: `{training.get('recipe', '')}`",
-                  f"- Optimizer steps: {training.get('total_steps', 'n/a')}; settings: "
+        lines += [f"- Recipe: `{_relative(training.get('recipe', ''))}`",
+                  f"- This checkpoint was taken after {training.get('total_steps', 'n/a')} optimizer steps "
+                  f"(stage `{training.get('stage', '')}`); settings: "
                   f"`{json.dumps(training.get('train', {}), sort_keys=True)}`"]
         if training.get("validation"):
             v = training["validation"]
