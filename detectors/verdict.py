@@ -34,6 +34,11 @@ class Verdict:
 
     def summary(self) -> str:
         """One plain sentence, e.g. ``likely manipulated: 0.82 >= 0.64``."""
+        digits = 2
+        while digits < 6 and f"{self.prob_fake:.{digits}f}" == f"{self.threshold:.{digits}f}" \
+                and self.prob_fake != self.threshold:
+            digits += 1  # never print "0.78 < 0.78"
+        p, t = f"{self.prob_fake:.{digits}f}", f"{self.threshold:.{digits}f}"
         if self.is_fake:
-            return f"likely manipulated: {self.prob_fake:.2f} \u2265 {self.threshold:.2f}"
-        return f"likely real: {self.prob_fake:.2f} < {self.threshold:.2f}"
+            return f"likely manipulated: {p} \u2265 {t}"
+        return f"likely real: {p} < {t}"

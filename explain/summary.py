@@ -23,7 +23,7 @@ def verdict_markdown(result: DetectorResult) -> str:
         v = result.verdict
         mark = "\u26a0\ufe0f" if v.is_fake else "\u2714\ufe0f"
         lines.append(f"### {mark} {v.summary().capitalize()}")
-        lines.append(f"Probability of manipulation **{v.prob_fake:.2f}**, decision threshold **{v.threshold:.2f}**.")
+        lines.append(f"Probability of manipulation **{v.prob_fake:.3f}**, decision threshold **{v.threshold:.3f}**.")
         lines.append(f"Checkpoint: `{result.source}` \u00b7 {result.seconds:.2f} s")
         if v.n_faces > 1:
             lines.append(f"Face {v.face_index + 1} of {v.n_faces}.")
@@ -83,7 +83,7 @@ def combined_markdown(items: Iterable[DetectorResult | dict]) -> str:
     rows = ["| Detector | Verdict | P(manipulated) | Threshold | Checkpoint |", "| --- | --- | --- | --- | --- |"]
     for r in items:
         if r.get("status") == "ok":
-            rows.append(f"| {r['title']} | {VERDICT_WORDS[r['label']]} | {r['prob_fake']:.2f} | {r['threshold']:.2f} | "
+            rows.append(f"| {r['title']} | {VERDICT_WORDS[r['label']]} | {r["prob_fake"]:.3f} | {r["threshold"]:.3f} | "
                         f"`{r['source']}` |")
         else:
             word = {"off": "not run", "error": "failed"}.get(r.get("status"), "not available")

@@ -77,11 +77,17 @@ def test_upload_shows_every_card_with_verdicts_and_pictures(page):
             arg=family, timeout=TIMEOUT_MS)
         verdict = page.inner_text(f"#verdict-{family}")
         assert "Probability of manipulation" in verdict and "decision threshold" in verdict
-        # The first evidence picture has loaded and has a sentence beside it.
+        # Every evidence picture has loaded (they load lazily: scroll each into view), with a sentence beside it.
+        page.wait_for_selector(f"#card-{family} img", timeout=TIMEOUT_MS)
+        for img in page.locator(f"#card-{family} img").all():
+            img.scroll_into_view_if_needed()
         page.wait_for_function(
-            "f => { const i = document.querySelector('#img-' + f + '-0 img'); return i && i.complete && i.naturalWidth > 0; }",
+            "f => { const imgs = [...document.querySelectorAll('#card-' + f + ' img')];"
+            " return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0); }",
             arg=family, timeout=TIMEOUT_MS)
-        assert page.inner_text(f"#text-{family}-0").strip()
+        n_images = page.locator(f"#card-{family} img").count()
+        for i in range(n_images):
+            assert page.inner_text(f"#text-{family}-{i}").strip(), f"{family}: picture {i} has no sentence"
     page.wait_for_function("() => /Combined verdict/.test(document.querySelector('#combined')?.innerText || '')",
                            timeout=TIMEOUT_MS)
     assert f"of {len(available)} detectors" in page.inner_text("#combined")
