@@ -83,7 +83,7 @@ def combined_markdown(items: Iterable[DetectorResult | dict]) -> str:
     rows = ["| Detector | Verdict | P(manipulated) | Threshold | Checkpoint |", "| --- | --- | --- | --- | --- |"]
     for r in items:
         if r.get("status") == "ok":
-            rows.append(f"| {r['title']} | {VERDICT_WORDS[r['label']]} | {r["prob_fake"]:.3f} | {r["threshold"]:.3f} | "
+            rows.append(f"| {r['title']} | {VERDICT_WORDS[r['label']]} | {r['prob_fake']:.3f} | {r['threshold']:.3f} | "
                         f"`{r['source']}` |")
         else:
             word = {"off": "not run", "error": "failed"}.get(r.get("status"), "not available")
