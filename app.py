@@ -249,7 +249,8 @@ def build_app(analyzer: analysis.Analyzer, options: Options) -> gr.Blocks:
                         analyze_btn = gr.Button("Analyze", variant="primary", elem_id="analyze-btn")
                         if example_files:
                             gr.Examples(example_files, inputs=[photo], example_labels=example_labels,
-                                        label="Examples: a public-domain portrait and forgeries this project made of it")
+                                        label="Examples: a public-domain portrait and forgeries this project "
+                                              "made of it")
                     with gr.Column(scale=1):
                         faces_img = gr.Image(label="Faces found (landmarks and numbers)", interactive=False,
                                              height=340, elem_id="faces")
@@ -340,8 +341,8 @@ def build_app(analyzer: analysis.Analyzer, options: Options) -> gr.Blocks:
                 discard(upload_path(payload))
             i = min(face_index(number), len(prep.faces) - 1)
             running = [s.title for s in slots]
-            return (picture(analysis.faces_picture(prep, i)), _faces_status(prep, i) + f" Running {len(running)} detectors: "
-                    "each card fills in as soon as its detector is done.", prep, "")
+            note = f" Running {len(running)} detectors: each card fills in as soon as its detector is done."
+            return picture(analysis.faces_picture(prep, i)), _faces_status(prep, i) + note, prep, ""
 
         started = analyze_btn.click(start, [photo, face, prepared], [faces_img, status, prepared, combined_md],
                                     api_name="prepare", preprocess=False, concurrency_id="faces",
@@ -374,7 +375,8 @@ def build_app(analyzer: analysis.Analyzer, options: Options) -> gr.Blocks:
             return report, [(picture(img), caption) for img, caption in gallery]
 
         choice_inputs = [c for s in slots for c in (cards[s.family].run, cards[s.family].source)]
-        analyze.__signature__ = _signature(["image", "face"] + [f"{k}_{s.family}" for s in slots for k in ("run", "source")])
+        names = ["image", "face"] + [f"{k}_{s.family}" for s in slots for k in ("run", "source")]
+        analyze.__signature__ = _signature(names)
         report_btn.click(analyze, [photo, face, *choice_inputs], [report_json, report_gallery], api_name="analyze",
                          preprocess=False, concurrency_id="cnn", concurrency_limit=options.cnn_concurrency)
 
@@ -435,11 +437,12 @@ def _card(slot: analysis.DetectorSlot, analyzer: analysis.Analyzer, picture: Pic
         available = loaded.model is not None
         installed = slot.name is not None
         run = gr.Checkbox(value=True, label="Run", visible=installed, elem_id=f"run-{slot.family}")
-        source = gr.Textbox(value="", label="Checkpoint", visible=installed, placeholder=f"{slot.default_source} \u00b7 org/repo@revision \u00b7 /local/folder",
+        source = gr.Textbox(value="", label="Checkpoint", visible=installed,
+                            placeholder=f"{slot.default_source} \u00b7 org/repo@revision \u00b7 /local/folder",
                             max_lines=1, elem_id=f"source-{slot.family}",
                             info="Empty = the demo checkpoint. Failing sources fall back to it, with a note.")
-        first = ("Waiting for a photo." + (f"\n\n> **Note:** {loaded.message}" if loaded.message else "")) if available \
-            else f"### Not available\n\n> **Note:** {loaded.message}"
+        note = f"\n\n> **Note:** {loaded.message}" if loaded.message else ""
+        first = f"Waiting for a photo.{note}" if available else f"### Not available{note}"
         verdict = gr.Markdown(first, elem_id=f"verdict-{slot.family}")
         images, texts = [], []
         for i in range(MAX_SLOTS):
@@ -544,10 +547,11 @@ def _about(analyzer: analysis.Analyzer, options: Options) -> str:
     lines += [
         "", "### Your photos",
         "Uploads are deleted as soon as they are decoded; pictures made for you are removed from the server's cache "
-        f"within {DELETE_CACHE[1] // 60}\u2013{(DELETE_CACHE[0] + DELETE_CACHE[1]) // 60} minutes. Nothing is sent anywhere.",
+        f"within {DELETE_CACHE[1] // 60}\u2013{(DELETE_CACHE[0] + DELETE_CACHE[1]) // 60} minutes. "
+        "Nothing is sent anywhere.",
         "", "### Reading the maps",
-        "All maps use viridis or cividis (readable with colour-blindness): dark = low, yellow = high. Every picture has a "
-        "sentence beside it saying what it shows.",
+        "All maps use viridis or cividis (readable with colour-blindness): dark = low, yellow = high. "
+        "Every picture has a sentence beside it saying what it shows.",
         "", "### Licence", "Demo weights were trained on FFHQ faces (CC BY-NC-SA 4.0): research and teaching only.",
     ]
     return "\n".join(lines)
@@ -557,11 +561,13 @@ def _about(analyzer: analysis.Analyzer, options: Options) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
     p = argparse.ArgumentParser(description="Forgery Lens app")
-    p.add_argument("--host", default=env("GRADIO_SERVER_NAME"), help="address to listen on (default 127.0.0.1; 0.0.0.0 on a Space)")
+    p.add_argument("--host", default=env("GRADIO_SERVER_NAME"),
+                   help="address to listen on (default 127.0.0.1; 0.0.0.0 on a Space)")
     p.add_argument("--port", type=int, default=int(env("GRADIO_SERVER_PORT", "7860")))
     p.add_argument("--with-test-detector", action="store_true",
                    default=env("FORGERY_LENS_TEST_DETECTOR", "") in ("1", "true", "yes"),
-                   help="add the hidden tiny_test detector with random weights (tests; env FORGERY_LENS_TEST_DETECTOR=1)")
+                   help="add the hidden tiny_test detector with random weights "
+                        "(tests; env FORGERY_LENS_TEST_DETECTOR=1)")
     p.add_argument("--families", default=env("FORGERY_LENS_FAMILIES", ""),
                    help="comma-separated families to show, e.g. lav,rffr (env FORGERY_LENS_FAMILIES; default all)")
     p.add_argument("--max-queue", type=int, default=int(env("FORGERY_LENS_MAX_QUEUE", "64")))

@@ -114,7 +114,7 @@ class LoadedDetector:
 
     @property
     def title(self) -> str:
-        return (getattr(self.model, "display_name", "") or self.slot.title) if self.model is not None else self.slot.title
+        return getattr(self.model, "display_name", "") or self.slot.title
 
     @property
     def paper(self) -> str:
@@ -178,12 +178,14 @@ class ModelCache:
 
     def _load(self, slot: DetectorSlot, source: str) -> LoadedDetector:
         if slot.name is None:
-            return LoadedDetector(slot, source, None, f"{slot.title} is not part of this build yet (no detectors/{slot.family}.py).")
+            return LoadedDetector(slot, source, None,
+                                  f"{slot.title} is not part of this build yet (no detectors/{slot.family}.py).")
         started = time.perf_counter()
         try:
             model = create_detector(slot.name, source)
             model.eval()
-            log.info("loaded %s from %s in %.1f s", slot.name, getattr(model, "source", source), time.perf_counter() - started)
+            log.info("loaded %s from %s in %.1f s", slot.name, getattr(model, "source", source),
+                     time.perf_counter() - started)
             return LoadedDetector(slot, source, model)
         except Exception as exc:  # noqa: BLE001 - any failure becomes a visible message, never a crash
             reason, exc_seen = _reason(exc), exc
@@ -192,7 +194,8 @@ class ModelCache:
             if source == "demo" and isinstance(exc_seen, CheckpointNotFound):
                 return LoadedDetector(slot, source, None, f"No demo checkpoint yet for {slot.title}.")
             if source == "demo":
-                return LoadedDetector(slot, source, None, f"The demo checkpoint of {slot.title} could not be loaded ({reason}).")
+                return LoadedDetector(slot, source, None,
+                                      f"The demo checkpoint of {slot.title} could not be loaded ({reason}).")
             return LoadedDetector(slot, source, None, f"{slot.title} could not be loaded ({reason}).")
         fallback = self.get(slot, slot.default_source)
         if fallback.model is None:
@@ -402,7 +405,8 @@ class Combined:
         if self.n == 0:
             return "No detector gave a verdict."
         if self.label == "split":
-            return f"The detectors disagree: {self.n_fake} of {self.n} say likely manipulated, {self.n_real} say likely real."
+            return (f"The detectors disagree: {self.n_fake} of {self.n} say likely manipulated, "
+                    f"{self.n_real} say likely real.")
         side = "likely manipulated" if self.label == "fake" else "likely real"
         count = self.n_fake if self.label == "fake" else self.n_real
         unanimous = " (unanimous)" if count == self.n else f" (agreement {self.agreement:.0%})"
@@ -411,7 +415,8 @@ class Combined:
     def to_json(self) -> dict[str, Any]:
         return {"n": self.n, "n_fake": self.n_fake, "n_real": self.n_real, "label": self.label,
                 "agreement": None if self.agreement is None else round(self.agreement, 4),
-                "mean_prob_fake": None if self.mean_prob is None else round(self.mean_prob, 6), "summary": self.summary()}
+                "mean_prob_fake": None if self.mean_prob is None else round(self.mean_prob, 6),
+                "summary": self.summary()}
 
 
 def combine(results: Iterable[DetectorResult | dict]) -> Combined:
@@ -422,7 +427,8 @@ def combine(results: Iterable[DetectorResult | dict]) -> Combined:
     return Combined(len(done), sum(r["label"] == "fake" for r in done), float(np.mean(probs)) if probs else None)
 
 
-def report(results: list[DetectorResult], prepared: PreparedImage | None = None, face_index: int = 0) -> tuple[dict, list[tuple[np.ndarray, str]]]:
+def report(results: list[DetectorResult], prepared: PreparedImage | None = None,
+           face_index: int = 0) -> tuple[dict, list[tuple[np.ndarray, str]]]:
     """The API's JSON and the gallery of explanation images it refers to by index."""
     gallery: list[tuple[np.ndarray, str]] = []
     items = []

@@ -46,8 +46,9 @@ def start_app(*args: str, env: dict[str, str] | None = None, timeout: float = 18
               threads: int = 2) -> AppServer:
     """Run ``app.py --host 127.0.0.1 --port <free> *args``; return once ``/config`` answers."""
     port = free_port()
-    full_env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
-                "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
+                "HF_HUB_DISABLE_TELEMETRY": "1", "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1",
+                **(env or {})}
     log_path = log_path or Path(os.environ.get("TMPDIR", "/tmp")) / f"forgery-lens-app-{port}.log"
     out = open(log_path, "w")
     started = time.perf_counter()

@@ -31,8 +31,10 @@ LAB_POLICY = CropPolicy(size=256, margin=1.3, align=True)
 METHODS = {"self-blend": "sbi", "donor blend": "donor", "autoencoder deepfake": "ae"}
 METHOD_NOTES = {
     "self-blend": "a colour-, sharpness- and scale-jittered copy of the same face, blended back in (SBI)",
-    "donor blend": "a mirrored, colour-shifted copy of the face as donor, aligned and colour-matched (Face X-ray style)",
-    "autoencoder deepfake": "the face re-synthesised by the project's autoencoder and blended in (generative up-sampling traces)",
+    "donor blend": "a mirrored, colour-shifted copy of the face as donor, aligned and colour-matched "
+                   "(Face X-ray style)",
+    "autoencoder deepfake": "the face re-synthesised by the project's autoencoder and blended in "
+                            "(generative up-sampling traces)",
 }
 #: Parts a participant can tick (the person's left and right).
 LAB_REGIONS = tuple(kinds.SENTENCE_REGIONS)
@@ -59,7 +61,8 @@ def autoencoder_available() -> bool:
     return (DEFAULT_DIR / "model.safetensors").is_file()
 
 
-def make_lab_forgery(rgb: np.ndarray, face: Face, method: str, regions: Sequence[str] = (), seed: int = 0) -> LabForgery:
+def make_lab_forgery(rgb: np.ndarray, face: Face, method: str, regions: Sequence[str] = (),
+                     seed: int = 0) -> LabForgery:
     """Forge ``regions`` of ``face`` in ``rgb`` with ``method`` (a key of :data:`METHODS`)."""
     if method not in METHODS:
         raise LabError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -74,7 +77,8 @@ def make_lab_forgery(rgb: np.ndarray, face: Face, method: str, regions: Sequence
     crop, pts = aligned.image, aligned.landmarks
     if whole:
         forgery = make_forgery(kind, crop, pts, rng)
-        forged, weight, meta = forgery.image, forgery.weight if forgery.weight is not None else forgery.mask, forgery.meta
+        weight = forgery.weight if forgery.weight is not None else forgery.mask
+        forged, meta = forgery.image, forgery.meta
         chosen = ["face"]
     else:
         chosen = sorted(set(parts), key=LAB_REGIONS.index)
@@ -118,7 +122,8 @@ def _decoded(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return cv2.resize(out, (side, side), interpolation=cv2.INTER_CUBIC)
 
 
-def _paste(rgb: np.ndarray, forged: np.ndarray, weight: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _paste(rgb: np.ndarray, forged: np.ndarray, weight: np.ndarray,
+           matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Put the forged crop back into the photo; pixels outside the blend stay exactly equal."""
     h, w = rgb.shape[:2]
     inverse = cv2.invertAffineTransform(matrix)
