@@ -127,6 +127,8 @@ class AntifakePromptConfig(DetectorConfig):
     tokenizer: str = "pretrained"
     dtype: str = "float32"  # the frozen VLM's dtype; the soft-prompt tables stay float32
     dropout: float = 0.0
+    #: BLIP-2's image-text matching head on the Q-Former (demo pre-training from scratch only)
+    itm_head: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -241,6 +243,7 @@ class AntifakePromptDetector(Detector):
             for table in self.soft_prompt_tables(vlm):
                 table.float()
         self.vlm = vlm
+        self.itm_head = nn.Linear(config.qformer_hidden, 2) if config.itm_head else None
         self.lm_tokenizer = self.qformer_tokenizer = None
         self._ids: dict[str, list[int]] = {}
         if config.tokenizer == "word-level":
@@ -311,16 +314,33 @@ class AntifakePromptDetector(Detector):
         return self.outputs(logits, hidden.float(), p_yes=probs[:, 0], p_no=probs[:, 1],
                             query_embeds=image.pooler_output.float())
 
-    def answer_loss(self, x: torch.Tensor, questions: list[str], answers: list[str]) -> torch.Tensor:
+    def query_outputs(self, image_embeds: torch.Tensor, texts: list[str]) -> torch.Tensor:
+        """The Q-Former's query outputs (B, Q, Dq) for vision tokens and its text input ``texts``."""
+        vlm, device = self.vlm, image_embeds.device
+        enc = self.qformer_tokenizer(list(texts), padding="longest", return_tensors="pt")
+        query = vlm.query_tokens.expand(image_embeds.shape[0], -1, -1)
+        q_att = torch.ones(query.shape[:2], dtype=torch.long, device=device)
+        out = vlm.qformer(input_ids=enc.input_ids.to(device), query_embeds=query,
+                          attention_mask=torch.cat([q_att, enc.attention_mask.to(device)], 1),
+                          encoder_hidden_states=image_embeds,
+                          encoder_attention_mask=torch.ones(image_embeds.shape[:2], dtype=torch.long, device=device),
+                          return_dict=True)
+        return out.last_hidden_state[:, : query.shape[1]]
+
+    def vision_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vlm.vision_model(pixel_values=x.to(self._vlm_dtype())).last_hidden_state
+
+    def answer_loss(self, x: torch.Tensor, questions: list[str], answers: list[str],
+                    image_embeds: torch.Tensor | None = None) -> torch.Tensor:
         """InstructBLIP's LM loss on ``answers`` (+ end token) given the image and ``questions``.
 
         The language model sees ``[image tokens] <s> question answer </s>`` right-padded; only
         the answer and end token are targets (the authors' ``concat_text_input_output``).
+        ``image_embeds``: the vision encoder's tokens if already computed.
         """
         self._require_tokenizers()
-        lm, qf, cfg = self.lm_tokenizer, self.qformer_tokenizer, self.config
+        lm, cfg = self.lm_tokenizer, self.config
         device = x.device
-        qenc = qf(list(questions), padding="longest", return_tensors="pt")
         image = [cfg.image_token_id] * cfg.num_query_tokens
         rows, targets = [], []
         for q, a in zip(questions, answers):
@@ -333,10 +353,19 @@ class AntifakePromptDetector(Detector):
         ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=device)
         att = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
         labels = torch.tensor([t + [-100] * (width - len(t)) for t in targets], device=device)
-        out = self.vlm(pixel_values=x.to(self._vlm_dtype()), qformer_input_ids=qenc.input_ids.to(device),
-                       qformer_attention_mask=qenc.attention_mask.to(device), input_ids=ids, attention_mask=att,
-                       labels=labels)
-        return out.loss
+        if image_embeds is None:
+            image_embeds = self.vision_tokens(x)
+        features = self.vlm.language_projection(self.query_outputs(image_embeds, questions))
+        embeds = self.vlm.get_input_embeddings()(ids)
+        mask = self.vlm.get_placeholder_mask(ids, inputs_embeds=embeds)
+        embeds = embeds.masked_scatter(mask, features.to(embeds.dtype))
+        return self.vlm.language_model(inputs_embeds=embeds, attention_mask=att, labels=labels).loss
+
+    def itm_logits(self, image_embeds: torch.Tensor, texts: list[str]) -> torch.Tensor:
+        """BLIP-2's image-text matching: (B, 2) [no match, match] logits, mean over the queries."""
+        if self.itm_head is None:
+            raise RuntimeError(f"{self.config.name} has no image-text matching head (itm_head=False)")
+        return self.itm_head(self.query_outputs(image_embeds, texts)).mean(1)
 
     @torch.no_grad()
     def generate_answer(self, x: torch.Tensor, question: str | None = None, max_new_tokens: int = 12) -> list[str]:
@@ -473,7 +502,8 @@ def demo_config(**overrides) -> AntifakePromptConfig:
         qformer_cross_every=1, qformer_vocab_size=base, qformer_max_positions=64,
         lm_hidden=192, lm_layers=3, lm_heads=4, lm_mlp=384, lm_max_positions=128,
         vocab_size=base, image_token_id=tok.convert_tokens_to_ids("<image>"), bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tokenizer="word-level", dtype="float32")
+        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tokenizer="word-level", dtype="float32",
+        itm_head=True)
     return cfg.updated(**overrides)
 
 

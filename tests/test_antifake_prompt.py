@@ -122,9 +122,14 @@ def test_method_stages_freeze_all_but_the_soft_prompt(tiny):
     for p in tiny.parameters():
         p.requires_grad_(True)
     tiny.zero_grad(set_to_none=True)
-    loss = method.loss(tiny, batch, pretrain)["loss"]
+    parts = method.loss(tiny, batch, pretrain)
+    loss = parts["loss"]
     loss.backward()
+    assert torch.isclose(loss, parts["lm"] + parts["itm"])  # LM loss + BLIP-2's image-text matching
     assert tiny.vlm.qformer.encoder.layer[0].attention.attention.query.weight.grad.abs().sum() > 0
+    assert tiny.itm_head.weight.grad.abs().sum() > 0
+    _, match = method.itm_pairs(tiny, tiny.vision_tokens(batch["image"]), batch["sentence"], batch["label"])
+    assert match.tolist() == [1, 0, 0, 1]  # "This face is real." matches the real faces only
     real_id = tiny.lm_tokenizer("real", add_special_tokens=False).input_ids[0]
     lm_base = tiny.vlm.language_model.get_input_embeddings().base
     assert torch.equal(tiny.soft_prompt_tables(tiny.vlm)[1].weight[0], lm_base.weight[real_id])  # tied to init_word

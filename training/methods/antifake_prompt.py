@@ -4,7 +4,10 @@
 it): no pretrained VLM exists offline, so the small InstructBLIP learns to answer visual
 questions about faces that the forgery engine can answer from each batch's label, kind,
 region vector and sentence ("Is this photo real?", "Is the nose forged?", "How was this face
-made?", "Which parts of this face are forged?"). The soft prompt is not trained here; the
+made?", "Which parts of this face are forged?"), plus BLIP-2's image-text matching on the
+engine's sentences (a Q-Former head; without it the from-scratch Q-Former passes almost no
+image information and the language model settles on the answers' prior). The soft prompt is
+not trained here; the
 ``[*]`` rows are kept equal to the embedding of ``init_word`` (the authors' optional
 initialisation) so stage 2 starts from it.
 
@@ -17,9 +20,13 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from training.data import kinds
+from training.data.sentences import REAL_SENTENCE, WHOLE_FACE_SENTENCES
+
+WHOLE_FACE_SENTENCE = WHOLE_FACE_SENTENCES[kinds.REGION]
 
 from .base import Stage, TrainingMethod, register_method
 
@@ -105,14 +112,33 @@ class AntifakePromptMethod(TrainingMethod):
 
     def loss(self, model: nn.Module, batch: dict[str, Any], stage: Stage) -> dict[str, torch.Tensor]:
         image = batch["image"]
-        if stage.name == "pretrain":
-            self.tie_soft_prompt_to(model, self.options.get("init_word"))
-            questions, answers = face_questions(batch, tasks=stage.options.get("tasks"))
-        else:
+        if stage.name != "pretrain":
             questions = [model.config.prompt] * image.shape[0]
             answers = detection_answers(batch["label"], tuple(model.config.answers))
-        loss = model.answer_loss(image, questions, answers)
-        return {"loss": loss}
+            return {"loss": model.answer_loss(image, questions, answers)}
+        self.tie_soft_prompt_to(model, self.options.get("init_word"))
+        questions, answers = face_questions(batch, tasks=stage.options.get("tasks"))
+        vision = model.vision_tokens(image)
+        lm_loss = model.answer_loss(image, questions, answers, image_embeds=vision)
+        parts = {"lm": lm_loss.detach()}
+        loss = lm_loss
+        weight = float(self.options.get("itm_weight", 1.0))
+        if weight > 0 and getattr(model, "itm_head", None) is not None:
+            logits, match = self.itm_pairs(model, vision, list(batch["sentence"]), batch["label"])
+            itm = F.cross_entropy(logits.float(), match)
+            loss = loss + weight * itm
+            parts["itm"] = itm.detach()
+        return {"loss": loss, **parts}
+
+    @staticmethod
+    def itm_pairs(model: nn.Module, vision: torch.Tensor, sentences: list[str], labels: torch.Tensor,
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """BLIP-2's image-text matching against one caption, "This face is real.": a face
+        matches it exactly when it is real, so the text never gives the answer away and the
+        Q-Former must carry the evidence from the image (``sentences`` kept for other pairings)."""
+        n = len(sentences)
+        match = (labels == 0).long().to(vision.device)
+        return model.itm_logits(vision, [REAL_SENTENCE] * n), match
 
     @staticmethod
     @torch.no_grad()
