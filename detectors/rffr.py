@@ -283,6 +283,8 @@ class RFFRDetector(Detector):
         self.register_buffer("ring_ids", ring, persistent=False)
         self.register_buffer("mean", torch.tensor(config.mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(config.std).view(1, -1, 1, 1), persistent=False)
+        # 1 once the stage-2 ViTs were initialised from the MAE encoder (survives save/resume).
+        self.register_buffer("vits_from_mim", torch.zeros(()))
         self._last_patch_ids: torch.Tensor | None = None
 
     @property
@@ -338,6 +340,33 @@ class RFFRDetector(Detector):
     def mim_loss(self, x: torch.Tensor) -> torch.Tensor:
         """Stage-1 loss on normalised images ``x`` (the MAE sees them in [0, 1])."""
         return self.mim.loss(self.to_unit(x), self.config.mask_ratio)
+
+    @torch.no_grad()
+    def init_vits_from_mim(self) -> bool:
+        """Start both detector ViTs from the stage-1 MAE encoder (when their sizes match).
+
+        The offline stand-in for the paper's ImageNet-21k start: a ViT pre-trained by masked
+        image modeling on real faces. The image ViT sees ImageNet-normalised input while the MAE
+        saw [0, 1]; the per-channel affine difference is folded into its patch embedding, so at
+        the start it computes exactly the MAE encoder's features of the face.
+        """
+        c = self.config
+        if (c.mae_dim, c.mae_depth, c.mae_heads) != (c.vit_dim, c.vit_depth, c.vit_heads):
+            return False
+        mim = self.mim
+        for vit in (self.image_vit, self.residual_vit):
+            vit.cls_token.copy_(mim.cls_token)
+            vit.pos_embed.copy_(mim.pos_embed)
+            vit.blocks.load_state_dict(mim.blocks.state_dict())
+            vit.norm.load_state_dict(mim.norm.state_dict())
+            vit.patch_embed.proj.weight.copy_(mim.patch_embed.proj.weight)
+            vit.patch_embed.proj.bias.copy_(mim.patch_embed.proj.bias)
+        w = mim.patch_embed.proj.weight  # (D, 3, p, p); x01 = x * std + mean
+        std, mean = self.std.view(1, 3, 1, 1), self.mean.view(1, 3, 1, 1)
+        self.image_vit.patch_embed.proj.weight.copy_(w * std)
+        self.image_vit.patch_embed.proj.bias.copy_(mim.patch_embed.proj.bias + (w * mean).sum((1, 2, 3)))
+        self.vits_from_mim.fill_(1)
+        return True
 
     def stage_modules(self, stage: str) -> list[nn.Module]:
         """Modules trained in ``stage`` (``mim``: the MAE; ``detector``: the two ViTs and head)."""

@@ -25,12 +25,38 @@ class RFFRMethod(TrainingMethod):
         return [Stage("mim", data="real_only"), Stage("detector", data="mixed")]
 
     def trainable_parameters(self, model: nn.Module, stage: Stage) -> Iterable[nn.Parameter]:
+        if stage.name == "detector":
+            self._prepare_detector_stage(model)
         # The MAE's fixed sin-cos position embeddings stay frozen in every stage.
         frozen = {id(model.mim.pos_embed), id(model.mim.decoder_pos_embed)}
         for module in model.stage_modules(stage.name):
             for p in module.parameters():
                 if id(p) not in frozen:
                     yield p
+
+    def _prepare_detector_stage(self, model: nn.Module) -> None:
+        """Method options (recipe ``method:``), applied once at the start of stage 2:
+
+        ``mim_from: FOLDER`` loads the MAE (``mim.*`` tensors) from an earlier run's checkpoint
+        (e.g. ``runs/rffr/stages/mim``) so a recipe can skip stage 1 with ``stages.mim.epochs=0``;
+        ``init_vits_from_mim: true`` starts both detector ViTs from the MAE encoder. A resumed
+        run does neither again (the model's ``vits_from_mim`` flag and weights are restored).
+        """
+        options = dict(self.recipe.get("method") or {})
+        if float(model.vits_from_mim) > 0:
+            return
+        source = options.get("mim_from")
+        if source:
+            from pathlib import Path
+
+            from safetensors.torch import load_file
+
+            state = load_file(str(Path(source) / "model.safetensors"))
+            mim = {k[len("mim."):]: v for k, v in state.items() if k.startswith("mim.")}
+            model.mim.load_state_dict(mim, strict=True)
+        if options.get("init_vits_from_mim", False):
+            if not model.init_vits_from_mim():
+                raise ValueError("init_vits_from_mim needs vit_dim/depth/heads equal to the MAE encoder's")
 
     def loss(self, model: nn.Module, batch: dict[str, Any], stage: Stage) -> dict[str, torch.Tensor]:
         image = batch["image"]
