@@ -88,9 +88,12 @@ def test_upload_shows_every_card_with_verdicts_and_pictures(page):
         n_images = page.locator(f"#card-{family} img").count()
         for i in range(n_images):
             assert page.inner_text(f"#text-{family}-{i}").strip(), f"{family}: picture {i} has no sentence"
-    page.wait_for_function("() => /Combined verdict/.test(document.querySelector('#combined')?.innerText || '')",
-                           timeout=TIMEOUT_MS)
-    assert f"of {len(available)} detectors" in page.inner_text("#combined")
+    n = len(available)
+    page.wait_for_function(
+        "n => new RegExp('of ' + n + ' (detectors|say)').test(document.querySelector('#combined')?.innerText || '')",
+        arg=n, timeout=TIMEOUT_MS)
+    combined = page.inner_text("#combined")
+    assert sum(line.count("likely") for line in combined.splitlines()[1:]) >= n, combined
     page.screenshot(path=str(ARTIFACTS / "app-analyze.png"), full_page=True)
 
 
@@ -125,3 +128,28 @@ def test_forgery_lab_shows_truth_beside_each_map(page):
     assert "pixel AUC" in page.inner_text("#lab-text-tiny")
     page.wait_for_selector("#truth img", timeout=TIMEOUT_MS)
     page.screenshot(path=str(ARTIFACTS / "app-lab.png"), full_page=True)
+
+
+def test_clicking_a_patch_redraws_the_similarity_grid(page):
+    """LAV's interactive evidence (random weights, so it does not wait for the demo checkpoint)."""
+    box_input = page.locator("#source-lav textarea, #source-lav input")
+    if box_input.count() == 0:
+        pytest.skip("LAV is not part of this build")
+    page.get_by_role("tab", name="Analyze").click()
+    box_input.first.fill("random")
+    page.set_input_files("#photo input[type=file]", str(EXAMPLE))
+    page.wait_for_selector("#faces img", timeout=TIMEOUT_MS)
+    page.click("#analyze-btn")
+    page.wait_for_function("() => /Checkpoint: random/.test(document.querySelector('#verdict-lav')?.innerText || '')",
+                           timeout=TIMEOUT_MS)
+    target = page.locator("#img-lav-0 img")
+    target.scroll_into_view_if_needed()
+    box = target.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.8)
+    page.wait_for_function(
+        "() => /patch you clicked \\(row \\d+, column \\d+\\)/.test(document.querySelector('#text-lav-1')?.innerText || '')",
+        timeout=TIMEOUT_MS)
+    text = page.inner_text("#text-lav-1")
+    row = int(text.split("(row ")[1].split(",")[0])
+    assert row > 1, "a click low on the face picks a patch in a lower row"
+    page.locator("#card-lav").screenshot(path=str(ARTIFACTS / "app-lav-click.png"))
