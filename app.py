@@ -349,6 +349,8 @@ def build_app(analyzer: analysis.Analyzer, options: Options) -> gr.Blocks:
                                     concurrency_limit=2)
         photo.change(show_faces, [photo, face, prepared], [faces_img, status, prepared], api_name="faces",
                      preprocess=False, concurrency_id="faces", concurrency_limit=2)
+        face.input(show_faces, [photo, face, prepared], [faces_img, status, prepared], api_name="select_face",
+                   preprocess=False, concurrency_id="faces", trigger_mode="always_last")
         states = [cards[s.family].state for s in slots]
         for slot in slots:
             card = cards[slot.family]
