@@ -340,8 +340,8 @@ def build_app(analyzer: analysis.Analyzer, options: Options) -> gr.Blocks:
             finally:
                 discard(upload_path(payload))
             i = min(face_index(number), len(prep.faces) - 1)
-            running = [s.title for s in slots]
-            note = f" Running {len(running)} detectors: each card fills in as soon as its detector is done."
+            running = sum(analyzer.loaded(s.family).model is not None for s in slots)
+            note = f" Running {running} detectors: each card fills in as soon as its detector is done."
             return picture(analysis.faces_picture(prep, i)), _faces_status(prep, i) + note, prep, ""
 
         started = analyze_btn.click(start, [photo, face, prepared], [faces_img, status, prepared, combined_md],
