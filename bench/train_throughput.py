@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from detectors.registry import build_detector
     from training.engine.data import build_dataset, make_loader
-    from training.engine.loop import _LossModule
+    from training.engine.loop import _LossModule, count_images
     from training.engine.optim import build_optimizer, param_groups
     from training.methods import get_method
     from training.recipes import load_recipe, stage_data, stage_settings
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         acc.backward(loss)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        images += int(batch["image"].shape[0])
+        images += count_images(batch)
     if use_cuda:
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - t0

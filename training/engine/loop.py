@@ -223,7 +223,7 @@ class Trainer:
                 for k, v in parts.items():
                     if isinstance(v, torch.Tensor) and v.numel() == 1:
                         running[k] = running.get(k, 0.0) + float(v.detach()) / group_size
-                window_images += int(batch["image"].shape[0]) * acc.num_processes
+                window_images += count_images(batch) * acc.num_processes
                 p.batch_in_epoch += 1
                 if not boundary:
                     continue
@@ -459,6 +459,12 @@ def predict_dataset(model, dataset, batch_size: int, accelerator=None, num_worke
     cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0))
     return {"scores": cat(scores), "labels": cat(labels).astype(np.int64), "kinds": cat(kinds).astype(np.int64),
             "video_ids": videos, "has_mask": cat(masked).astype(bool)}
+
+
+def count_images(batch: dict[str, Any]) -> int:
+    """Images in a batch: ``image`` may stack several per item (ProDet: one face in four anchors)."""
+    image = batch["image"]
+    return int(image.numel() // max(1, math.prod(image.shape[-3:])))
 
 
 class _null:
