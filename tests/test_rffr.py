@@ -85,6 +85,32 @@ def test_training_uses_sampled_blocks_and_both_stages_backpropagate(tiny):
             assert not any(id(p) in trainable for p in model.mim.parameters())
 
 
+def test_detector_vits_can_start_from_the_mae_encoder(tmp_path):
+    """Stage 2's offline start: both ViTs copy the MAE encoder; the image ViT folds in the
+    ImageNet normalisation so it computes the MAE's features of the same face exactly."""
+    torch.manual_seed(1)
+    donor = build_detector("rffr_demo", **TINY)
+    donor.save_pretrained(tmp_path)
+    model = build_detector("rffr_demo", **TINY).eval()
+    method = get_method("rffr", {"method": {"init_vits_from_mim": True, "mim_from": str(tmp_path)}})
+    detector_stage = method.stages()[1]
+    list(method.trainable_parameters(model, detector_stage))
+    assert torch.equal(model.mim.blocks[0].attn.qkv.weight, donor.mim.blocks[0].attn.qkv.weight)
+    assert float(model.vits_from_mim) == 1
+    unit = torch.rand(2, 3, 112, 112)
+    x = (unit - model.mean) / model.std
+    with torch.no_grad():
+        mae = model.mim.encode(unit, torch.arange(196).repeat(2, 1))
+        vit = model.image_vit.tokens(x, torch.arange(196))
+    assert torch.allclose(mae, vit, atol=1e-5)
+    # a resumed stage 2 keeps its trained weights (the flag is part of the checkpoint)
+    with torch.no_grad():
+        model.residual_vit.blocks[0].attn.qkv.weight.add_(1.0)
+    kept = model.residual_vit.blocks[0].attn.qkv.weight.clone()
+    list(method.trainable_parameters(model, detector_stage))
+    assert torch.equal(model.residual_vit.blocks[0].attn.qkv.weight, kept)
+
+
 def test_save_load_round_trip_is_bit_exact(tiny, tmp_path):
     tiny.save_pretrained(tmp_path)
     loaded = create_detector("rffr_demo", str(tmp_path))
@@ -130,3 +156,29 @@ def test_full_config_is_the_papers():
     assert 85e6 < n_vit < 87e6  # ViT-B/16
     demo = build_detector("rffr_demo").config
     assert demo.grid == 14 and demo.input_size <= 128  # same patch grid and block layout as the paper
+
+
+@pytest.mark.needs_data
+def test_shipped_demo_loads():
+    model = create_detector("rffr_demo")
+    assert model.source == "demo" and 0 < model.config.threshold < 1 and float(model.vits_from_mim) == 1
+
+
+@pytest.mark.needs_data
+@pytest.mark.xfail(reason="the shipped demo checkpoint is at chance (held-out AUC 0.56, see its model card); "
+                          "the ViT pair did not learn within the CPU training budget", strict=False)
+def test_shipped_demo_separates_held_out_forgeries():
+    from sklearn.metrics import roc_auc_score
+
+    from training.data.build import build_dataset
+    from training.engine.loop import predict_dataset
+    from training.recipes import load_recipe
+
+    model = create_detector("rffr_demo")  # the checkpoint in assets/checkpoints/rffr
+    model.config.dense_map = False  # the border passes only feed the explanation map, not the logits
+    data = load_recipe("demo", "rffr_demo")["data"]
+    held_out = build_dataset(data, model.config, "val", seed=0)  # pool files never seen in training
+    result = predict_dataset(model, held_out, 64)
+    labels = np.asarray(result["labels"])
+    assert 0 < labels.sum() < len(labels)
+    assert roc_auc_score(labels, np.asarray(result["scores"])) >= 0.8
