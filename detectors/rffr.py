@@ -44,6 +44,13 @@ Choices where the paper is silent or where we deviate:
   which the paper starts from ImageNet-21k weights (``pretrained_weights``).
   ``demo``: the same structure at 112 px with patch 8 (the same 14 x 14 grid and block
   layout) and narrow, shallow transformers so 20 MAE passes per face stay fast on CPU.
+* **Offline start of stage 2.** The paper starts both detector ViTs from ImageNet-21k weights,
+  which cannot be fetched here; with the recipe option ``method.init_vits_from_mim`` both ViTs
+  start from the stage-1 MAE encoder (same width/depth in the demo), the image ViT with the
+  ImageNet normalisation folded into its patch embedding (:meth:`init_vits_from_mim`). The
+  buffer ``vits_from_mim`` records that this happened, so a resumed run does not redo it.
+* **Demo status.** The shipped demo checkpoint is at chance (held-out AUC ~0.56): in ~5 CPU
+  minutes the tiny ViT pair did not learn, with or without the MAE start; see its model card.
 * ``aux["residual_energy"]`` (mean squared residual over the 16 blocks) is the stage-1-only
   score used to test the paper's central claim (``bench/rffr_residual_devgan.py``).
 """
