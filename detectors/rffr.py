@@ -219,16 +219,33 @@ class MaskedAutoencoder(nn.Module):
             x = blk(x)
         return self.decoder_pred(self.decoder_norm(x))[:, 1:]
 
-    def loss(self, imgs: torch.Tensor, mask_ratio: float = 0.75) -> torch.Tensor:
-        """MAE objective: random masking, MSE on the masked patches only (no pixel norm)."""
+    def loss(self, imgs: torch.Tensor, mask_ratio: float = 0.75, block_fraction: float = 0.0,
+             block: int = 3) -> torch.Tensor:
+        """MAE objective: random masking, MSE on the masked patches only (no pixel norm).
+
+        ``block_fraction`` of the images instead hide one random ``block x block`` square inside
+        the one-patch border (the inference-time masking; the authors' code has this mode too).
+        """
         n, length = imgs.shape[0], self.num_patches
-        keep = max(1, int(length * (1 - mask_ratio)))
+        n_block = int(round(n * block_fraction))
         order = torch.rand(n, length, device=imgs.device).argsort(dim=1)
-        ids_keep = order[:, :keep]
-        pred = self.decode(self.encode(imgs, ids_keep), ids_keep)
-        mask = torch.ones(n, length, device=imgs.device).scatter(1, ids_keep, 0.0)
-        err = ((pred - self.patchify(imgs)) ** 2).mean(-1)
-        return ((err * mask).sum(1) / mask.sum(1)).mean()
+        keep = max(1, int(length * (1 - mask_ratio)))
+        parts = [(imgs[n_block:], order[n_block:, :keep])] if n_block < n else []
+        if n_block:
+            g = int(round(length ** 0.5))
+            r = torch.randint(1, g - block, (n_block, 1), device=imgs.device)
+            c = torch.randint(1, g - block, (n_block, 1), device=imgs.device)
+            offsets = torch.tensor([i * g + j for i in range(block) for j in range(block)], device=imgs.device)
+            hidden = r * g + c + offsets
+            noise = torch.rand(n_block, length, device=imgs.device).scatter(1, hidden, 2.0)
+            parts.append((imgs[:n_block], noise.argsort(dim=1)[:, : length - block * block]))
+        total = imgs.new_zeros(())
+        for sub, ids_keep in parts:
+            pred = self.decode(self.encode(sub, ids_keep), ids_keep)
+            mask = torch.ones(sub.shape[0], length, device=imgs.device).scatter(1, ids_keep, 0.0)
+            err = ((pred - self.patchify(sub)) ** 2).mean(-1)
+            total = total + ((err * mask).sum(1) / mask.sum(1)).sum()
+        return total / n
 
     def reconstruct(self, imgs: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
         """Paste per-mask reconstructions: ``hidden`` (K, m) patch ids, one MAE pass per row.
@@ -344,9 +361,9 @@ class RFFRDetector(Detector):
                             discrepancy=r["residual"].abs().mean(1, keepdim=True), block_energy=r["block_energy"],
                             residual_energy=used.mean(1), blocks=blocks)
 
-    def mim_loss(self, x: torch.Tensor) -> torch.Tensor:
+    def mim_loss(self, x: torch.Tensor, block_fraction: float = 0.0) -> torch.Tensor:
         """Stage-1 loss on normalised images ``x`` (the MAE sees them in [0, 1])."""
-        return self.mim.loss(self.to_unit(x), self.config.mask_ratio)
+        return self.mim.loss(self.to_unit(x), self.config.mask_ratio, block_fraction, self.config.block_patches)
 
     @torch.no_grad()
     def init_vits_from_mim(self) -> bool:

@@ -69,6 +69,9 @@ def test_training_uses_sampled_blocks_and_both_stages_backpropagate(tiny):
     torch.manual_seed(3)
     counts = {int(model(batch["image"])["aux"]["blocks"].numel()) for _ in range(12)}
     assert min(counts) < 16  # block sampling keeps a subset in training
+    mixed = model.mim_loss(batch["image"], block_fraction=0.5)  # half the batch: inference-time block masks
+    mixed.backward()
+    assert torch.isfinite(mixed) and model.mim.blocks[0].attn.qkv.weight.grad is not None
     for stage in method.stages():
         trainable = set(map(id, method.trainable_parameters(model, stage)))
         model.zero_grad(set_to_none=True)
