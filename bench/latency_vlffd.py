@@ -7,6 +7,7 @@ call, as at inference). Grad-CAM time is printed too.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # vlffd_full names CLIP's tokenizer: use the cache or fall back
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from detectors import build_detector  # noqa: E402

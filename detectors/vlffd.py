@@ -205,7 +205,10 @@ class ClipBpeTokenizer:
     def __init__(self, name: str, context: int) -> None:
         from transformers import CLIPTokenizerFast
 
-        self.backend = CLIPTokenizerFast.from_pretrained(name)
+        try:  # the local cache first: no network round trips (and retries) when it is there
+            self.backend = CLIPTokenizerFast.from_pretrained(name, local_files_only=True)
+        except OSError:
+            self.backend = CLIPTokenizerFast.from_pretrained(name)
         self.context = context
 
     def __call__(self, sentences: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
