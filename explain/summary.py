@@ -60,6 +60,8 @@ def data_lines(data: dict[str, Any], limit: int = 12) -> list[str]:
         text = _number(value)
         if text is not None:
             lines.append(f"- {key.replace('_', ' ')}: **{text}**")
+        elif isinstance(value, dict) and set(value) == {"shape", "dtype"}:
+            continue  # a big array (kept for interaction), not a number to read
         elif isinstance(value, dict):
             parts = [f"{k.replace('_', ' ')} {_number(v)}" for k, v in value.items() if _number(v) is not None]
             if parts:
