@@ -30,6 +30,9 @@ Deviations and choices where the paper is silent:
   visual questions about faces that the forgery engine can answer (stage ``pretrain`` in
   ``training/methods/antifake_prompt.py``) before the paper's method proper (stage ``prompt``:
   everything frozen, only the ``[*]`` embeddings tuned with the LM loss on "yes"/"no").
+- The demo carries BLIP-2's image-text matching head on the Q-Former (``itm_head``, pre-training
+  only; the full model has none): without it the from-scratch Q-Former passed almost no image
+  evidence. Even so the shipped demo sits near chance (see its model card).
 - One word-level vocabulary serves both the Q-Former and the language model in the demo (the
   full model uses BERT's and LLaMA's tokenizers); ``[*]`` is appended after the base vocabulary
   in both, so its id is the base vocabulary size, as in the authors' code.
