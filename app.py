@@ -362,6 +362,7 @@ def build_app(analyzer: analysis.Analyzer, options: Options) -> gr.Blocks:
 
         def analyze(image, face, *choices):
             """One call, all chosen detectors: the JSON result and the explanation images."""
+            started_at = time.perf_counter()
             path = upload_path(image)
             try:
                 if path is None:
@@ -374,7 +375,9 @@ def build_app(analyzer: analysis.Analyzer, options: Options) -> gr.Blocks:
             i = face_index(face)
             results = list(analyzer.run(prep, i, _choices(slots, choices)))
             report, gallery = analysis.report(results, prep, i)
-            return report, [(picture(img), caption) for img, caption in gallery]
+            files = [(picture(img), caption) for img, caption in gallery]
+            report["seconds"] = round(time.perf_counter() - started_at, 3)
+            return report, files
 
         choice_inputs = [c for s in slots for c in (cards[s.family].run, cards[s.family].source)]
         names = ["image", "face"] + [f"{k}_{s.family}" for s in slots for k in ("run", "source")]

@@ -55,14 +55,22 @@ def main(argv: list[str] | None = None) -> int:
         missing = [f"{d['family']} ({d['status']}: {d['message']})" for d in result["detectors"] if d["status"] != "ok"]
         for _ in range(max(0, args.warm_up - 1)):
             client.predict(handle_file(args.photo), api_name="/analyze")
-        times, per = [], {d["family"]: [] for d in ran}
+        times, server_times, per = [], [], {d["family"]: [] for d in ran}
         for _ in range(args.runs):
             t0 = time.perf_counter()
             result, gallery = client.predict(handle_file(args.photo), api_name="/analyze")
             times.append(time.perf_counter() - t0)
+            server_times.append(result.get("seconds", float("nan")))
             for d in result["detectors"]:
                 if d["family"] in per:
                     per[d["family"]].append(d["seconds"])
+        # As a browser sees it: the JSON and image links, pictures fetched in parallel afterwards.
+        links = Client(server.url, verbose=False, download_files=False)
+        no_download = []
+        for _ in range(args.runs):
+            t0 = time.perf_counter()
+            links.predict(handle_file(args.photo), api_name="/analyze")
+            no_download.append(time.perf_counter() - t0)
         peak = proc_memory(server.process.pid, "VmHWM")
         rss = proc_memory(server.process.pid, "VmRSS")
     finally:
@@ -72,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         "detectors": [d["family"] for d in ran], "missing": missing, "runs": args.runs, "threads": args.threads,
         "ready_s": round(server.ready_seconds, 2), "first_analyze_s": round(first, 2),
         "median_s": round(statistics.median(times), 3), "p90_s": round(times[int(0.9 * (len(times) - 1))], 3),
+        "median_without_image_downloads_s": round(statistics.median(no_download), 3),
+        "median_server_s": round(statistics.median(server_times), 3),
         "per_detector_median_s": {k: round(statistics.median(v), 3) for k, v in per.items()},
         "explanation_images": len(gallery), "peak_rss_mb": round(peak / 2**20), "rss_after_mb": round(rss / 2**20),
     }
@@ -81,7 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"app ready (HTTP) after start: {figures['ready_s']:.1f} s; first analyze returned after "
           f"{figures['first_analyze_s']:.1f} s")
     print(f"analyze latency over {args.runs} runs after {args.warm_up} warm-up: median {figures['median_s']:.2f} s, "
-          f"p90 {figures['p90_s']:.2f} s ({figures['explanation_images']} explanation images)")
+          f"p90 {figures['p90_s']:.2f} s ({figures['explanation_images']} explanation images downloaded one by one)")
+    print(f"  without downloading the images (as a browser: links first, pictures in parallel): median "
+          f"{figures['median_without_image_downloads_s']:.2f} s; inside the server: median "
+          f"{figures['median_server_s']:.2f} s")
     for k, v in figures["per_detector_median_s"].items():
         print(f"  {k}: {v:.3f} s (model + explanations)")
     print(f"server peak memory (VmHWM): {figures['peak_rss_mb']} MiB; after: {figures['rss_after_mb']} MiB")
