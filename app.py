@@ -593,6 +593,7 @@ def main(argv: list[str] | None = None) -> None:
                       max_queue=args.max_queue, cnn_concurrency=args.cnn_concurrency, threads=args.threads,
                       warm_up=not args.no_warm_up, upload_grace=args.upload_grace)
     torch.set_num_threads(max(1, options.threads))
+    _limit_malloc_arenas()
     started = time.perf_counter()
     analyzer = analysis.Analyzer(include_test=options.include_test, families=options.families)
     for loaded in analyzer.load_defaults():
@@ -605,6 +606,17 @@ def main(argv: list[str] | None = None) -> None:
     log.info("app built in %.1f s", time.perf_counter() - started)
     demo.launch(server_name=args.host, server_port=args.port, max_file_size=MAX_FILE_SIZE, ssr_mode=False,
                 theme=gr.themes.Soft(), css=CSS, footer_links=["api", "settings"])
+
+
+def _limit_malloc_arenas(arenas: int = 2) -> None:
+    """glibc gives each worker thread its own heap arena; Gradio's thread pool would then grow
+    memory with every new thread that runs a model. Two arenas keep memory flat under load."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
 
 
 def _warm_up(analyzer: analysis.Analyzer, path: str) -> None:

@@ -57,8 +57,8 @@ def test_twenty_clients_five_requests_each(server, tmp_path, astronaut):
             out.append({"result": result, "images": len(gallery)})
         return out
 
-    with ThreadPoolExecutor(4) as pool:  # warm-up: models, allocator and caches settle
-        list(pool.map(session, [2] * 4))
+    with ThreadPoolExecutor(CLIENTS) as pool:  # warm-up at the same concurrency: threads, allocator settle
+        list(pool.map(session, [1] * CLIENTS))
     time.sleep(1.0)
     before = rss(server.process.pid)
     started = time.perf_counter()
