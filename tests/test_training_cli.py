@@ -233,3 +233,20 @@ def test_optimizer_state_round_trips_without_pickle():
     assert back["param_groups"] == ref["param_groups"]
     for key, value in ref["state"][0].items():
         assert torch.equal(back["state"][0][key], value)
+
+
+@pytest.mark.needs_data
+def test_cycle_kinds_batches_hold_equal_counts_of_each_kind():
+    from collections import Counter
+
+    from detectors import build_detector
+    from training.data.build import build_dataset
+    from training.engine.data import make_loader
+
+    cfg = build_detector("tiny_test").config
+    data = {"kinds": {"real": 1, "sbi": 1, "donor": 1, "region": 1}, "cycle_kinds": True, "limit": 48,
+            "augment": False}
+    train_set = build_dataset(data, cfg, "train", seed=0)
+    loader, *_ = make_loader(train_set, 8, 0, not getattr(train_set, "ordered", False), 0, True)
+    for batch, _ in zip(loader, range(3)):
+        assert sorted(Counter(batch["kind"].tolist()).values()) == [2, 2, 2, 2]

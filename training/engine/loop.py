@@ -162,7 +162,9 @@ class Trainer:
             if val_set is not None and len(val_set) == 0:
                 val_set = None
         bs = int(settings["batch_size"])
-        loader, sampler, seeder, generator = make_loader(train_set, bs, seed, True, int(settings["num_workers"]),
+        # An ``ordered`` data set (cycle_kinds) shuffles its images itself and keeps its kind order.
+        shuffle = not getattr(train_set, "ordered", False)
+        loader, sampler, seeder, generator = make_loader(train_set, bs, seed, shuffle, int(settings["num_workers"]),
                                                          bool(settings["drop_last"]), acc.device.type == "cuda")
         groups = self._stage_parameters(stage, float(settings["lr"]))
         raw_optimizer = build_optimizer(groups, settings)
