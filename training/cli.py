@@ -17,6 +17,7 @@ COMMANDS = {
     "push": "push",
     "make-fakes": "make_fakes",
     "train-ae": "train_ae",
+    "make-examples": "make_examples",
 }
 
 
