@@ -19,6 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.timing import time_ms  # noqa: E402
 from detectors.antifake_prompt import AntifakePromptDetector, AntifakePromptConfig, build_word_tokenizer  # noqa: E402
 from detectors.registry import build_detector  # noqa: E402
 
@@ -26,13 +27,8 @@ from detectors.registry import build_detector  # noqa: E402
 def timed(model, size: int, repeats: int, warmup: int = 2, best: bool = False) -> float:
     """Median (or, with ``best``, minimum) milliseconds of ``repeats`` forwards after ``warmup``."""
     x = torch.randn(1, 3, size, size)
-    times = []
     with torch.inference_mode():
-        for i in range(warmup + repeats):
-            t = time.perf_counter()
-            model(x)
-            if i >= warmup:
-                times.append((time.perf_counter() - t) * 1000)
+        times = time_ms(lambda: model(x), repeats, warmup)
     return min(times) if best else statistics.median(times)
 
 

@@ -4,40 +4,32 @@ Run under the shared lock: ``flock /tmp/forgerylens-heavy.lock .venv/bin/python 
 """
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.timing import describe, time_ms  # noqa: E402
 from detectors.registry import build_detector  # noqa: E402
 
 
-def measure(name: str, runs: int = 10, warmup: int = 3) -> tuple[float, float, int]:
-    """Median and min forward time in ms, and the parameter count."""
+def measure(name: str, runs: int = 10, warmup: int = 3) -> tuple[list[float], int]:
+    """Forward times in ms and the parameter count."""
     model = build_detector(name).eval()
-    size = model.config.input_size
-    x = torch.randn(1, 3, size, size)
-    times = []
+    x = torch.randn(1, 3, model.config.input_size, model.config.input_size)
     with torch.inference_mode():
-        for i in range(warmup + runs):
-            start = time.perf_counter()
-            model(x)
-            if i >= warmup:
-                times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times), min(times), sum(p.numel() for p in model.parameters())
+        ms = time_ms(lambda: model(x), runs, warmup)
+    return ms, sum(p.numel() for p in model.parameters())
 
 
 def main() -> None:
     torch.set_num_threads(2)
     for name in ("lav_demo", "lav_full"):
-        med, best, params = measure(name)
+        ms, params = measure(name)
         size = build_detector(name).config.input_size
-        print(f"{name}: {params / 1e6:.2f} M params, input {size} px, forward batch 1 on 2 threads: "
-              f"median {med:.0f} ms, min {best:.0f} ms")
+        print(f"{name}: {params / 1e6:.2f} M params, input {size} px, forward batch 1 on 2 threads: {describe(ms)}")
 
 
 if __name__ == "__main__":

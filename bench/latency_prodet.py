@@ -7,27 +7,10 @@ Random weights (latency does not depend on them); prints median and p90 millisec
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
-
-def _time(fn, runs: int, warmup: int = 3) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t0) * 1000)
-    return out
-
-
-def _report(label: str, ms: list[float]) -> None:
-    ms = sorted(ms)
-    p90 = ms[min(len(ms) - 1, int(round(0.9 * (len(ms) - 1))))]
-    print(f"{label:<44} median {statistics.median(ms):7.1f} ms   p90 {p90:7.1f} ms   (n={len(ms)})")
+from bench.timing import describe, time_ms
 
 
 def main() -> None:
@@ -53,8 +36,8 @@ def main() -> None:
 
         print(f"{name}: {model.config.backbone} at {size} px, {params:.1f} M parameters "
               f"({infer:.1f} M used at inference; the rest are training-only transition blocks)")
-        _report(f"{name} forward @{size}", _time(forward, args.runs))
-        _report(f"{name} Grad-CAM @{size}", _time(lambda: grad_cam(model, x), max(3, args.runs // 4), warmup=1))
+        print(f"{name} forward @{size}: {describe(time_ms(forward, args.runs, warmup=3))}")
+        print(f"{name} Grad-CAM @{size}: {describe(time_ms(lambda: grad_cam(model, x), max(3, args.runs // 4)))}")
 
 
 if __name__ == "__main__":

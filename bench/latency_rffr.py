@@ -9,24 +9,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.timing import time_ms  # noqa: E402
 from detectors.registry import build_detector  # noqa: E402
-
-
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -44,10 +34,10 @@ def main() -> None:
         mim = sum(p.numel() for p in model.mim.parameters()) / 1e6
         repeats = args.repeats if name.endswith("demo") else max(2, args.repeats // 2)
         with torch.inference_mode():
-            full = timed(lambda: model(x), repeats)
-            blocks = timed(lambda: model.residual(x), repeats)
+            full = statistics.median(time_ms(lambda: model(x), repeats)) / 1000
+            blocks = statistics.median(time_ms(lambda: model.residual(x), repeats)) / 1000
             model.config.dense_map = False
-            no_ring = timed(lambda: model(x), repeats)
+            no_ring = statistics.median(time_ms(lambda: model(x), repeats)) / 1000
             model.config.dense_map = True
         print(f"{name}: {size}px, {params:.1f} M params ({mim:.1f} M MAE): forward {full * 1000:.0f} ms "
               f"(without the 4 border passes {no_ring * 1000:.0f} ms; 16-block residual alone {blocks * 1000:.0f} ms), "

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # vlffd_full names CLIP's tokenizer: use the cache or fall back
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.timing import describe, time_ms  # noqa: E402
 from detectors import build_detector  # noqa: E402
 
 
@@ -29,15 +29,11 @@ def measure(name: str, repeats: int, gradcam: bool) -> None:
     with torch.no_grad():
         model(x)  # warm-up; also embeds the candidate sentences once
     first = time.perf_counter() - t0
-    times = []
     with torch.no_grad():
-        for _ in range(repeats):
-            t = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - t)
+        times = time_ms(lambda: model(x), repeats, warmup=0)
     params = sum(p.numel() for p in model.parameters()) / 1e6
     line = (f"{name}: {params:.2f} M params, input {size}px, first call {first * 1000:.0f} ms, "
-            f"forward median {statistics.median(times) * 1000:.1f} ms (min {min(times) * 1000:.1f}, n={repeats})")
+            f"forward {describe(times)}")
     if gradcam:
         from explain.gradcam import grad_cam
 
