@@ -250,3 +250,26 @@ def test_cycle_kinds_batches_hold_equal_counts_of_each_kind():
     loader, *_ = make_loader(train_set, 8, 0, not getattr(train_set, "ordered", False), 0, True)
     for batch, _ in zip(loader, range(3)):
         assert sorted(Counter(batch["kind"].tolist()).values()) == [2, 2, 2, 2]
+
+
+def test_init_starts_from_a_checkpoint_and_refuses_another_family(trained, tmp_path, capsys):
+    start = trained["full"] / "last"
+    out = tmp_path / "from_init"
+    recipe = write_recipe(tmp_path, train={"max_steps": 1, "val_every": 0, "lr": 1e-12})
+    assert main(["train", "--recipe", str(recipe), "--out", str(out), "--init", str(start), "--no-progress"]) == 0
+    before, after = load_file(str(start / "model.safetensors")), load_file(str(out / "last" / "model.safetensors"))
+    assert before.keys() == after.keys()
+    for key in before:  # one step at lr 1e-12 leaves the starting weights in place
+        if key.endswith("num_batches_tracked"):
+            assert after[key] == before[key] + 1, key  # batch-norm counted on from the checkpoint
+        elif not key.endswith(("running_mean", "running_var")):
+            assert torch.allclose(before[key], after[key], atol=1e-6), key
+    config = json.loads((out / "last" / "config.json").read_text())
+    assert "--init" in config["extra"]["training"]["command"]
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    (wrong / "config.json").write_text(json.dumps({"name": "lav_demo"}))
+    (wrong / "model.safetensors").write_bytes((start / "model.safetensors").read_bytes())
+    assert main(["train", "--recipe", str(recipe), "--out", str(tmp_path / "x"), "--init", str(wrong),
+                 "--no-progress"]) == 2
+    assert "not 'tiny'" in capsys.readouterr().err

@@ -22,6 +22,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                   "real/ and fake/, or a DeepfakeBench JSON file")
     p.add_argument("--out", help="output folder (default runs/<detector>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from OUT/last")
+    p.add_argument("--init", metavar="SOURCE",
+                   help="start from the weights of a checkpoint of the same detector (demo | folder | "
+                        "org/repo@revision; safetensors, strict) instead of a fresh initialisation; "
+                        "ignored with --resume, whose saved state wins")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any recipe value, e.g. --set train.lr=1e-4 --set data.limit=200 (repeatable)")
     p.add_argument("--epochs", type=int, help="shortcut for --set train.epochs=N")
@@ -68,6 +72,7 @@ def with_data(recipe: dict[str, Any], path: str | None) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from accelerate.utils import set_seed
 
+    from detectors.errors import CheckpointError
     from detectors.registry import build_detector
     from training.engine import Trainer
     from training.recipes import RecipeError, complete, load_recipe
@@ -95,6 +100,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     set_seed(int(recipe["train"]["seed"]))
     model = build_detector(detector, **recipe.get("model", {}))
+    if args.init and not args.resume:
+        try:
+            start_from(model, args.init)
+        except CheckpointError as exc:
+            print(f"error: --init {args.init}: {exc}", file=sys.stderr)
+            return 2
     command = command_line(args)
     trainer = Trainer(model, recipe, out, cpu=args.cpu, stop_after=args.stop_after, command=command,
                       progress_bar=not args.no_progress)
@@ -102,10 +113,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def start_from(model, source: str) -> None:
+    """Copy every tensor (and side file, e.g. a tokenizer) of the checkpoint ``source`` into
+    ``model``; the checkpoint must hold the same family with the same shapes."""
+    from detectors.hub import WEIGHTS_FILE, load_checkpoint, load_side_files, load_weights, resolve_source
+
+    load_checkpoint(source, expected_family=model.family)  # family, safety and config checks
+    folder, _ = resolve_source(source, model.family)
+    load_weights(model, folder / WEIGHTS_FILE)
+    load_side_files(model, folder, source)
+
+
 def command_line(args: argparse.Namespace) -> str:
     """The command as a user would type it (for the log and the model card)."""
     parts = ["python", "-m", "training", "train"]
-    for flag in ("detector", "recipe", "data", "out"):
+    for flag in ("detector", "recipe", "data", "out", "init"):
         value = getattr(args, flag)
         if value is not None:
             parts += [f"--{flag}", str(value)]
