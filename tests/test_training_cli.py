@@ -266,6 +266,11 @@ def test_init_starts_from_a_checkpoint_and_refuses_another_family(trained, tmp_p
             assert torch.allclose(before[key], after[key], atol=1e-6), key
     config = json.loads((out / "last" / "config.json").read_text())
     assert "--init" in config["extra"]["training"]["command"]
+    earlier = json.loads((start / "config.json").read_text())["extra"]["training"]
+    assert config["extra"]["training_history"] == [{"command": earlier["command"], "total_steps": earlier["total_steps"]}]
+    assert main(["export", "--source", str(out / "last"), "--out", str(tmp_path / "card")]) == 0
+    card = (tmp_path / "card" / "README.md").read_text()
+    assert "started (`--init`) from an earlier checkpoint" in card and earlier["command"] in card
     wrong = tmp_path / "wrong"
     wrong.mkdir()
     (wrong / "config.json").write_text(json.dumps({"name": "lav_demo"}))

@@ -142,6 +142,10 @@ def model_card(detector, metrics: dict[str, dict[str, Any]] | None = None, repo_
             lines.append(f"- Best validation (held-out split of the training data): AUC {_fmt(v.get('auc'))}, "
                          f"EER {_fmt(v.get('eer'))}, AP {_fmt(v.get('ap'))}")
         lines += ["", "Exact command:", "", "```bash", training.get("command", "python -m training train ..."), "```"]
+        history = extra.get("training_history") or []
+        if history:
+            lines += ["", "It started (`--init`) from an earlier checkpoint, made by these runs in order:", "", "```bash"]
+            lines += [f"{h.get('command', '?')}  # {h.get('total_steps', '?')} steps" for h in history] + ["```"]
     else:
         lines.append("No training record in `config.json` (not trained with `python -m training train`).")
     lines.append("")

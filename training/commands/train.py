@@ -118,10 +118,16 @@ def start_from(model, source: str) -> None:
     ``model``; the checkpoint must hold the same family with the same shapes."""
     from detectors.hub import WEIGHTS_FILE, load_checkpoint, load_side_files, load_weights, resolve_source
 
-    load_checkpoint(source, expected_family=model.family)  # family, safety and config checks
+    earlier = load_checkpoint(source, expected_family=model.family)  # family, safety and config checks
     folder, _ = resolve_source(source, model.family)
     load_weights(model, folder / WEIGHTS_FILE)
     load_side_files(model, folder, source)
+    # the model card lists the runs that led here, so the checkpoint stays reproducible
+    extra = earlier.config.extra or {}
+    history = list(extra.get("training_history") or [])
+    if extra.get("training"):
+        history.append({k: extra["training"].get(k) for k in ("command", "total_steps")})
+    model.config.extra["training_history"] = history
 
 
 def command_line(args: argparse.Namespace) -> str:
