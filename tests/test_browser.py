@@ -132,10 +132,13 @@ def test_forgery_lab_shows_truth_beside_each_map(page):
 
 def test_clicking_a_patch_redraws_the_similarity_grid(page):
     """LAV's interactive evidence (random weights, so it does not wait for the demo checkpoint)."""
+    # A fresh session: with the earlier tests' photo still shown, "#faces img" would be found
+    # before the new upload is processed and the Analyze click could run on the old state.
+    page.goto(page.url, timeout=TIMEOUT_MS)
+    page.wait_for_selector("#analyze-btn", timeout=TIMEOUT_MS)
     box_input = page.locator("#source-lav textarea, #source-lav input")
     if box_input.count() == 0:
         pytest.skip("LAV is not part of this build")
-    page.get_by_role("tab", name="Analyze").click()
     box_input.first.fill("random")
     page.set_input_files("#photo input[type=file]", str(EXAMPLE))
     page.wait_for_selector("#faces img", timeout=TIMEOUT_MS)
