@@ -14,8 +14,8 @@ Serving policy
   (``--cnn-concurrency``, default 2 on a 2-core Space). At most ``--max-queue`` (default 64)
   requests wait; beyond that Gradio answers "This application is currently busy. Please try again."
 - Uploads are deleted from Gradio's cache ``--upload-grace`` seconds (default 60) after the
-  request that used them (not at once: identical files share one cache path, see
-  :class:`UploadJanitor`); the decoded photo stays only in the visitor's session state, which
+  request that used them, and never while a queued request still refers to them (identical
+  files share one cache path, see :class:`Janitor`); the decoded photo stays only in the visitor's session state, which
   expires after ``STATE_TTL`` seconds. Everything else Gradio caches (outputs, uploads never
   analysed) is removed by ``gr.Blocks(delete_cache=(120, 600))``: every 2 minutes, files
   older than 10 minutes.
@@ -145,12 +145,14 @@ class Janitor:
     """Deletes uploads and the app's own picture files ``grace`` seconds after their last use.
 
     Gradio stores uploads by content hash, so two visitors sending the same file share one
-    path: deleting at once could pull it from under a queued identical request. Examples and
-    files outside the upload cache are never touched by :meth:`used`.
+    path: deleting it could pull it from under a queued identical request. So a due file that a
+    request still waiting in the queue (or running) refers to (``busy()``) waits another grace
+    period. Examples and files outside the upload cache are never touched by :meth:`used`.
     """
 
-    def __init__(self, keep, grace: float) -> None:
+    def __init__(self, keep, grace: float, busy=lambda: set()) -> None:
         self._keep = keep
+        self._busy = busy
         self._grace = grace
         self._seen: dict[Path, float] = {}  # path -> when to delete it
         self._lock = threading.Lock()
@@ -177,8 +179,15 @@ class Janitor:
         now = time.monotonic() if now is None else now
         with self._lock:
             due = [p for p, deadline in self._seen.items() if now >= deadline]
-            for p in due:
-                del self._seen[p]
+        if due:
+            busy = {Path(b).resolve() for b in self._busy()}
+            waiting = [p for p in due if p in busy]
+            due = [p for p in due if p not in busy]
+            with self._lock:
+                for p in due:
+                    del self._seen[p]
+                for p in waiting:
+                    self._seen[p] = now + self._grace
         for p in due:
             try:
                 p.unlink(missing_ok=True)
@@ -216,6 +225,36 @@ class Pictures:
         return str(path)
 
 
+def _queued_files(demo: gr.Blocks) -> set[str]:
+    """Paths of the files that requests waiting in (or running from) Gradio's queue refer to.
+
+    Reads the queue's internals (``Blocks._queue``); if they change shape, nothing is reported
+    and the janitor falls back to its grace period alone.
+    """
+    found: set[str] = set()
+
+    def collect(value: Any) -> None:
+        if isinstance(value, dict):
+            if isinstance(value.get("path"), str):
+                found.add(value["path"])
+            for v in value.values():
+                collect(v)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                collect(v)
+
+    try:
+        queue = demo._queue
+        events = [e for q in list(queue.event_queue_per_concurrency_id.values()) for e in list(q.queue)]
+        events += [e for job in list(queue.active_jobs) if job for e in job]
+        for event in events:
+            body = getattr(event, "data", None)
+            collect(getattr(body, "data", None))
+    except (AttributeError, TypeError, RuntimeError):
+        return set()
+    return found
+
+
 def _keep_set(demo: gr.Blocks) -> set[str]:
     """Files Gradio keeps in its cache on purpose (examples, default values)."""
     keep: set[str] = set()
@@ -233,7 +272,7 @@ def build_app(analyzer: analysis.Analyzer, options: Options) -> gr.Blocks:
     with gr.Blocks(title="Forgery Lens", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown("# Forgery Lens\nFive face-forgery detectors from five papers look at the same face and each shows "
                     "**why** it decided. Research and teaching demo: a verdict is evidence to discuss, not proof.")
-        janitor = Janitor(lambda: _keep_set(demo), options.upload_grace)
+        janitor = Janitor(lambda: _keep_set(demo), options.upload_grace, busy=lambda: _queued_files(demo))
         discard = janitor.used
         picture = Pictures(janitor)
         prepared = gr.State(None, time_to_live=STATE_TTL)
