@@ -43,6 +43,8 @@ def server(tmp_path_factory):
     app.stop()
 
 
+# 120 full analyses on 2 cores: about 7 minutes here, longer on a slower machine
+@pytest.mark.timeout(1800)
 def test_twenty_clients_five_requests_each(server, tmp_path, astronaut):
     from gradio_client import Client, handle_file
 
