@@ -15,8 +15,8 @@ Serving policy
   requests wait; beyond that Gradio answers "This application is currently busy. Please try again."
 - Uploads are deleted from Gradio's cache ``--upload-grace`` seconds (default 60) after the
   request that used them, and never while a queued request still refers to them (identical
-  files share one cache path, see :class:`Janitor`); the decoded photo stays only in the visitor's session state, which
-  expires after ``STATE_TTL`` seconds. Everything else Gradio caches (outputs, uploads never
+  files share one cache path, see :class:`Janitor`); the decoded photo stays only in the
+  visitor's session state, which expires after ``STATE_TTL`` seconds. Everything else Gradio caches (outputs, uploads never
   analysed) is removed by ``gr.Blocks(delete_cache=(120, 600))``: every 2 minutes, files
   older than 10 minutes.
 - No network at start: ``GRADIO_ANALYTICS_ENABLED=False`` and ``HF_HUB_DISABLE_TELEMETRY=1``

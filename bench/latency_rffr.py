@@ -34,13 +34,13 @@ def main() -> None:
         mim = sum(p.numel() for p in model.mim.parameters()) / 1e6
         repeats = args.repeats if name.endswith("demo") else max(2, args.repeats // 2)
         with torch.inference_mode():
-            full = statistics.median(time_ms(lambda: model(x), repeats)) / 1000
-            blocks = statistics.median(time_ms(lambda: model.residual(x), repeats)) / 1000
+            full = statistics.median(time_ms(lambda: model(x), repeats))
+            blocks = statistics.median(time_ms(lambda: model.residual(x), repeats))
             model.config.dense_map = False
-            no_ring = statistics.median(time_ms(lambda: model(x), repeats)) / 1000
+            no_ring = statistics.median(time_ms(lambda: model(x), repeats))
             model.config.dense_map = True
-        print(f"{name}: {size}px, {params:.1f} M params ({mim:.1f} M MAE): forward {full * 1000:.0f} ms "
-              f"(without the 4 border passes {no_ring * 1000:.0f} ms; 16-block residual alone {blocks * 1000:.0f} ms), "
+        print(f"{name}: {size}px, {params:.1f} M params ({mim:.1f} M MAE): forward {full:.0f} ms "
+              f"(without the 4 border passes {no_ring:.0f} ms; 16-block residual alone {blocks:.0f} ms), "
               f"batch 1, {args.threads} threads, median of {repeats}")
 
 

@@ -132,6 +132,8 @@ def test_forgery_lab_shows_truth_beside_each_map(page):
 
 def test_clicking_a_patch_redraws_the_similarity_grid(page):
     """LAV's interactive evidence (random weights, so it does not wait for the demo checkpoint)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout  # the page fixture made sure it exists
+
     # A fresh session: with the earlier tests' photo still shown, "#faces img" would be found
     # before the new upload is processed and the Analyze click could run on the old state.
     page.goto(page.url, timeout=TIMEOUT_MS)
@@ -158,7 +160,7 @@ def test_clicking_a_patch_redraws_the_similarity_grid(page):
         try:
             page.wait_for_function(clicked, timeout=TIMEOUT_MS // 8)
             break
-        except pytest.importorskip("playwright.sync_api").TimeoutError:
+        except PlaywrightTimeout:
             if attempt == 3:
                 raise
     text = page.inner_text("#text-lav-1")

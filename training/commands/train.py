@@ -116,11 +116,15 @@ def run(args: argparse.Namespace) -> int:
 def start_from(model, source: str) -> None:
     """Copy every tensor (and side file, e.g. a tokenizer) of the checkpoint ``source`` into
     ``model``; the checkpoint must hold the same family with the same shapes."""
-    from detectors.hub import WEIGHTS_FILE, load_checkpoint, load_side_files, load_weights, resolve_source
+    from detectors.errors import CheckpointMismatch
+    from detectors.hub import load_checkpoint, load_side_files, resolve_source
 
-    earlier = load_checkpoint(source, expected_family=model.family)  # family, safety and config checks
+    earlier = load_checkpoint(source, expected_family=model.family)  # safety, family and config checks
+    try:
+        model.load_state_dict(earlier.state_dict(), strict=True)
+    except RuntimeError as exc:
+        raise CheckpointMismatch(f"does not fit {model.config.name}: {exc}") from None
     folder, _ = resolve_source(source, model.family)
-    load_weights(model, folder / WEIGHTS_FILE)
     load_side_files(model, folder, source)
     # the model card lists the runs that led here, so the checkpoint stays reproducible
     extra = earlier.config.extra or {}
