@@ -49,6 +49,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from detectors import compute_thread  # noqa: E402
 from detectors.faces import FaceError  # noqa: E402
 from explain import analysis, summary  # noqa: E402
 from training import lab  # noqa: E402
@@ -632,6 +633,7 @@ def main(argv: list[str] | None = None) -> None:
                       max_queue=args.max_queue, cnn_concurrency=args.cnn_concurrency, threads=args.threads,
                       warm_up=not args.no_warm_up, upload_grace=args.upload_grace)
     torch.set_num_threads(max(1, options.threads))
+    compute_thread.start()  # every model call on one thread: see detectors/compute_thread.py
     _limit_malloc_arenas()
     started = time.perf_counter()
     analyzer = analysis.Analyzer(include_test=options.include_test, families=options.families)

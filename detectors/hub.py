@@ -55,6 +55,17 @@ def resolve_source(source: str, family: str | None) -> tuple[Path, str]:
     return _download(*hub), f"hf-hub:{hub[0]}@{hub[1] or 'main'}"
 
 
+def prefetch(source: str) -> None:
+    """Download a Hub source's checkpoint into the local cache now (nothing to do for ``demo``,
+    ``random`` or a folder), so the network wait happens on the caller's thread rather than on
+    the one that builds models. Errors are those :func:`resolve_source` raises."""
+    if source in ("demo", "random") or Path(source).expanduser().exists():
+        return
+    hub = parse_hub_source(source)
+    if hub is not None:
+        _download(*hub)
+
+
 def _download(repo_id: str, revision: str | None) -> Path:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError,

@@ -350,7 +350,14 @@ class RFFRDetector(Detector):
 
     def forward(self, x: torch.Tensor) -> dict[str, Any]:
         blocks = self.sample_blocks() if self.training else torch.arange(self.num_blocks, device=x.device)
-        r = self.residual(x, blocks, ring=self.config.dense_map and not self.training)
+        return self.decide(x, self.residual(x, blocks, ring=self.config.dense_map and not self.training), blocks)
+
+    def decide(self, x: torch.Tensor, r: dict[str, torch.Tensor], blocks: torch.Tensor) -> dict[str, Any]:
+        """Stage 2 on images ``x`` and their :meth:`residual` ``r`` over ``blocks``.
+
+        Separate from :meth:`forward` so an explanation can differentiate the detector again
+        without paying for the 16 (+4) frozen-MAE passes a second time.
+        """
         patch_ids = self.block_ids[blocks].reshape(-1).sort().values
         self._last_patch_ids = patch_ids
         f_img = self.image_vit.tokens(x, patch_ids)[:, 0]

@@ -5,6 +5,6 @@ only lays them out.
 """
 from .base import Explanation
 from .gradcam import grad_cam
-from .render import heatmap_overlay, colorize
+from .render import colorize, heatmap_overlay
 
 __all__ = ["Explanation", "colorize", "grad_cam", "heatmap_overlay"]

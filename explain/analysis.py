@@ -25,9 +25,10 @@ from typing import Any, Iterable, Iterator
 import cv2
 import numpy as np
 
-from detectors import CheckpointNotFound, Verdict, create_detector, get_entry, list_detectors
+from detectors import CheckpointNotFound, Verdict, compute_thread, create_detector, get_entry, list_detectors
 from detectors.faces import AlignedFace, Face, detect_faces, load_image
 from detectors.faces.io import ImageSource
+from detectors.hub import prefetch
 
 from .base import Explanation
 from .pipeline import explain as explain_face
@@ -182,7 +183,8 @@ class ModelCache:
                                   f"{slot.title} is not part of this build yet (no detectors/{slot.family}.py).")
         started = time.perf_counter()
         try:
-            model = create_detector(slot.name, source)
+            prefetch(source)  # a Hub download waits here, not on the compute thread
+            model = compute_thread.run(create_detector, slot.name, source)
             model.eval()
             log.info("loaded %s from %s in %.1f s", slot.name, getattr(model, "source", source),
                      time.perf_counter() - started)
@@ -309,14 +311,7 @@ def run_detector(loaded: LoadedDetector, prepared: PreparedImage, face_index: in
     started = time.perf_counter()
     try:
         with loaded.lock:
-            aligned = model.crop(prepared.rgb, face)
-            if with_explanations:
-                out, explanations = explain_face(model, aligned)
-            else:
-                import torch
-
-                with torch.no_grad():
-                    out, explanations = model.eval()(model.preprocess(aligned)), []
+            aligned, out, explanations = compute_thread.run(_decide, model, prepared.rgb, face, with_explanations)
         verdict = Verdict(model.config.name, float(out["prob_fake"][0]), float(model.config.threshold), model.source,
                           aligned.image, face_index=index, n_faces=len(prepared.faces))
     except Exception as exc:  # noqa: BLE001 - one broken detector must not take the page down
@@ -327,6 +322,17 @@ def run_detector(loaded: LoadedDetector, prepared: PreparedImage, face_index: in
     return DetectorResult(slot.family, model.config.name, loaded.title, loaded.paper, "ok", loaded.message,
                           loaded.requested, model.source, verdict, list(explanations), aligned,
                           time.perf_counter() - started)
+
+
+def _decide(model, rgb: np.ndarray, face: Face, with_explanations: bool) -> tuple[AlignedFace, dict, list[Explanation]]:
+    aligned = model.crop(rgb, face)
+    if with_explanations:
+        out, explanations = explain_face(model, aligned)
+        return aligned, out, explanations
+    import torch
+
+    with torch.no_grad():
+        return aligned, model.eval()(model.preprocess(aligned)), []
 
 
 @dataclass(frozen=True)

@@ -5,32 +5,24 @@ from __future__ import annotations
 
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 from detectors.faces import AlignedFace
 
 from .base import Explanation
+from .charts import bar_chart, shades, side_by_side
 from .gradcam import grad_cam
-from .render import colorize, figure_to_array, heatmap_overlay, normalize, resize_map
+from .render import heatmap_overlay, normalize, resize_map
 
 NO = 1  # index of the "no" (= fake) logit in the detector's logits
 
 
 def answer_panel(crop: np.ndarray, question: str, answer: str, p_yes: float, p_no: float) -> np.ndarray:
     """The crop beside the question, the generated answer and a two-bar P(yes)/P(no) chart."""
-    fig, (ax_img, ax_bar) = plt.subplots(1, 2, figsize=(5.6, 2.6), dpi=90, gridspec_kw={"width_ratios": [1, 1.3]})
-    ax_img.imshow(crop)
-    ax_img.axis("off")
-    colours = colorize(np.array([[0.25, 0.85]], np.float32))[0] / 255.0  # two viridis shades
-    ax_bar.bar(["yes (real)", "no (fake)"], [p_yes, p_no], color=colours)
-    ax_bar.set_ylim(0, 1)
-    for i, v in enumerate((p_yes, p_no)):
-        ax_bar.text(i, min(v + 0.03, 0.93), f"{v:.2f}", ha="center", fontsize=8)
-    ax_bar.set_title(f"Q: {question}\nA: {answer or '(empty)'}", fontsize=8)
-    ax_bar.tick_params(labelsize=8)
-    return figure_to_array(fig)
+    chart = bar_chart(["yes (real)", "no (fake)"], [p_yes, p_no], f"Q: {question}\nA: {answer or '(empty)'}",
+                      "probability of the first answer word", colours=shades((0.25, 0.85)), width=340)
+    return side_by_side([crop, chart], gap=8)
 
 
 @torch.no_grad()

@@ -8,8 +8,9 @@ import torch
 from detectors.faces import AlignedFace
 
 from .base import Explanation
+from .charts import map_panel
 from .pipeline import gradcam_explanation
-from .render import colorize, figure_to_array, heatmap_overlay, normalize, resize_map
+from .render import colorize, heatmap_overlay, normalize, resize_map
 
 
 def patch_similarity_row(embeddings: np.ndarray, index: int) -> np.ndarray:
@@ -23,19 +24,6 @@ def patch_similarity_row(embeddings: np.ndarray, index: int) -> np.ndarray:
     flat = e.reshape(d, -1)
     flat = flat / (np.linalg.norm(flat, axis=0, keepdims=True) + 1e-8)
     return (flat[:, index] @ flat).reshape(g, g)
-
-
-def _grid_figure(grid: np.ndarray, marker: tuple[int, int], title: str, label: str) -> np.ndarray:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(3.2, 2.8), dpi=90)
-    im = ax.imshow(grid, cmap="viridis", vmin=-1, vmax=1)
-    ax.scatter([marker[1]], [marker[0]], marker="s", s=60, facecolors="none", edgecolors="white", linewidths=1.5)
-    ax.set_title(title, fontsize=9)
-    ax.axis("off")
-    bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    bar.set_label(label, fontsize=8)
-    return figure_to_array(fig)
 
 
 def location_explanation(aligned: AlignedFace, out: dict) -> Explanation:
@@ -58,7 +46,8 @@ def similarity_explanation(out: dict) -> Explanation:
     peak = int(location.argmax())
     row, col = divmod(peak, g)
     grid = patch_similarity_row(embeddings, peak)
-    picture = _grid_figure(grid, (row, col), "Similarity to the most-forged patch", "cosine similarity")
+    picture = map_panel(grid, "Similarity to the most-forged patch", "cosine similarity", vmin=-1, vmax=1,
+                        marker=(row, col))
     caption = ("Patch similarity: each square shows how much a patch's learned features resemble those of the "
                f"patch the network finds most suspicious (outlined, row {row + 1}, column {col + 1}). Forged "
                "patches are trained to look alike and unlike real ones, so a bright cluster marks one "

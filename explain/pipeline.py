@@ -22,9 +22,10 @@ from .render import heatmap_overlay, resize_map
 ExplainFn = Callable[[Any, AlignedFace, torch.Tensor, dict], list[Explanation]]
 
 
-def gradcam_explanation(detector, aligned: AlignedFace, x: torch.Tensor, title: str = "Grad-CAM") -> Explanation:
-    """Grad-CAM toward "fake" over the crop, with its caption."""
-    heat = resize_map(grad_cam(detector, x), aligned.image.shape[:2])
+def gradcam_explanation(detector, aligned: AlignedFace, x: torch.Tensor, title: str = "Grad-CAM",
+                        forward: Callable[[torch.Tensor], dict] | None = None) -> Explanation:
+    """Grad-CAM toward "fake" over the crop, with its caption (``forward``: see :func:`grad_cam`)."""
+    heat = resize_map(grad_cam(detector, x, forward=forward), aligned.image.shape[:2])
     return Explanation("gradcam", title, heatmap_overlay(aligned.image, heat), (
         "Bright areas pushed the decision towards 'fake' the most (Grad-CAM on the last feature block)."), heatmap=heat)
 

@@ -2,22 +2,22 @@
 place on the real -> blendfake -> deepfake path the detector was trained along."""
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 from detectors.faces import AlignedFace
 
 from .base import Explanation
+from .charts import bar_chart, message_card, path_plot, shades
 from .pipeline import gradcam_explanation
-from .render import figure_to_array, heatmap_overlay, normalize, resize_map
+from .render import heatmap_overlay, normalize, resize_map
 
 ATTRIBUTE_LABELS = ("Blending", "Identity\ninconsistency", "Generative\nartifacts")
 ATTRIBUTE_WORDS = ("blending traces", "identity inconsistency", "generative artifacts")
 ANCHOR_LABELS = ("real", "self-blend (SBI)", "donor blend (CBI)", "deepfake")
-ANCHOR_MARKERS = ("o", "s", "D", "^")
-#: cividis samples: dark blue -> grey -> yellow, readable with any colour vision.
-_CMAP = plt.get_cmap("cividis")
+ANCHOR_MARKERS = ("circle", "square", "diamond", "triangle")
+#: Anchor colours: cividis samples (dark blue -> grey -> yellow), readable with any colour vision.
+ANCHOR_COLOURS = shades((0.0, 1 / 3, 2 / 3, 1.0), "cividis")
 
 
 def explain(detector, aligned: AlignedFace, x: torch.Tensor, out: dict) -> list[Explanation]:
@@ -32,21 +32,12 @@ def explain(detector, aligned: AlignedFace, x: torch.Tensor, out: dict) -> list[
 def attribute_chart(probs: np.ndarray) -> Explanation:
     """The three attribute heads' probabilities as a horizontal bar chart."""
     probs = np.clip(np.asarray(probs, dtype=np.float64), 0, 1)
-    fig, ax = plt.subplots(figsize=(4.2, 2.2), dpi=90)
-    colours = [_CMAP(v) for v in (0.1, 0.5, 0.9)]
-    bars = ax.barh(range(3), probs, color=colours, edgecolor="black", hatch=["", "//", ".."])
-    for bar, p in zip(bars, probs):
-        ax.text(min(p + 0.02, 0.86), bar.get_y() + bar.get_height() / 2, f"{p:.2f}", va="center", fontsize=8)
-    ax.set_yticks(range(3), ATTRIBUTE_LABELS, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlim(0, 1)
-    ax.axvline(0.5, color="grey", lw=0.8, ls="--")
-    ax.set_xlabel("probability", fontsize=8)
-    ax.set_title("What kind of forgery traces?", fontsize=9)
+    picture = bar_chart(ATTRIBUTE_LABELS, probs, "What kind of forgery traces?", "probability",
+                        colours=shades((0.1, 0.5, 0.9), "cividis"), reference=0.5)
     strong = [w for w, p in zip(ATTRIBUTE_WORDS, probs) if p >= 0.5]
     caption = ("The detector's three attribute heads: " + ", ".join(f"{w} {p:.0%}" for w, p in zip(ATTRIBUTE_WORDS, probs))
                + (". It sees mostly " + " and ".join(strong) + "." if strong else ". None of the three is above 50%."))
-    return Explanation("attributes", "Forgery attributes", figure_to_array(fig), caption,
+    return Explanation("attributes", "Forgery attributes", picture, caption,
                        data={"blending": float(probs[0]), "identity_inconsistency": float(probs[1]),
                              "generative_artifacts": float(probs[2])})
 
@@ -80,27 +71,16 @@ def path_position(anchors: np.ndarray, point: np.ndarray) -> tuple[int, float]:
 def path_explanation(detector, point: np.ndarray, prob_fake: float) -> Explanation:
     """A 2-D plot of the four anchors' feature centres and this face (fixed PCA plane)."""
     fitted = float(detector.anchors_fitted)
-    fig, ax = plt.subplots(figsize=(4.0, 3.2), dpi=90)
     if fitted == 0:
-        ax.text(0.5, 0.5, "No anchors stored in this checkpoint", ha="center", va="center", fontsize=9)
-        ax.axis("off")
-        return Explanation("path", "Real -> blendfake -> deepfake path", figure_to_array(fig),
+        return Explanation("path", "Real -> blendfake -> deepfake path", message_card("No anchors stored in this checkpoint"),
                            "This checkpoint has no stored anchor centres, so the face cannot be placed on the path.",
                            data={"fitted": False})
     anchors = detector.anchor_points().detach().cpu().numpy()
     spread = detector.anchor_spread.detach().cpu().numpy()
     point = np.asarray(point, dtype=np.float64)
-    ax.plot(anchors[:, 0], anchors[:, 1], color="grey", lw=1.2, ls="--", zorder=1)
-    for k, (xy, label) in enumerate(zip(anchors, ANCHOR_LABELS)):
-        ax.scatter(*xy, s=70, marker=ANCHOR_MARKERS[k], color=_CMAP(k / 3), edgecolor="black", zorder=2, label=label)
-    ax.scatter(*point, s=180, marker="*", color="white", edgecolor="black", linewidth=1.2, zorder=3, label="this face")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), framealpha=0.8)
-    ax.set_xlabel("path axis 1 (arbitrary units)", fontsize=8)
-    ax.set_ylabel("path axis 2", fontsize=8)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_aspect("equal", adjustable="datalim")
-    ax.set_title("Where this face sits on the training path", fontsize=9)
+    picture = path_plot(anchors, ANCHOR_LABELS, ANCHOR_MARKERS, ANCHOR_COLOURS, point,
+                        "this face", "Where this face sits on the training path", "path axis 1 (arbitrary units)",
+                        "path axis 2")
     nearest, where = path_position(anchors, point)
     how = "fitted on training data after training" if fitted >= 2 else "running averages from training"
     steps = np.linalg.norm(np.diff(anchors, axis=0), axis=1).mean()
@@ -111,7 +91,7 @@ def path_explanation(detector, point: np.ndarray, prob_fake: float) -> Explanati
     if overlap is not None and overlap > 1:
         caption += (" Faces of one kind scatter more widely than the centres lie apart, so the kinds overlap in "
                     "this model's features: read the position as a rough hint.")
-    return Explanation("path", "Real -> blendfake -> deepfake path", figure_to_array(fig), caption,
+    return Explanation("path", "Real -> blendfake -> deepfake path", picture, caption,
                        data={"fitted": True, "point": point.tolist(), "anchors": anchors.tolist(),
                              "spread": spread.tolist(), "overlap": overlap, "nearest": ANCHOR_LABELS[nearest],
                              "path_position": where})

@@ -39,7 +39,8 @@ def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45,
 
 
 def figure_to_array(fig) -> np.ndarray:
-    """Render a matplotlib figure to an RGB ``uint8`` array and close it."""
+    """Render a matplotlib figure to an RGB ``uint8`` array and close it (for the few pictures
+    that are not on the analysis path; :mod:`explain.charts` draws those in milliseconds)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=fig.dpi, bbox_inches="tight")
     plt.close(fig)
@@ -47,15 +48,3 @@ def figure_to_array(fig) -> np.ndarray:
     from PIL import Image
 
     return np.asarray(Image.open(buf).convert("RGB"))
-
-
-def map_with_colorbar(heatmap: np.ndarray, title: str, label: str, cmap: str = DEFAULT_CMAP,
-                      vmin: float | None = None, vmax: float | None = None) -> np.ndarray:
-    """A map drawn with a labelled colour bar (for maps whose absolute values matter)."""
-    fig, ax = plt.subplots(figsize=(3.2, 2.8), dpi=90)
-    im = ax.imshow(heatmap, cmap=cmap, vmin=vmin, vmax=vmax)
-    ax.set_title(title, fontsize=9)
-    ax.axis("off")
-    bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    bar.set_label(label, fontsize=8)
-    return figure_to_array(fig)

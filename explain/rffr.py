@@ -14,8 +14,9 @@ import torch
 from detectors.faces import AlignedFace
 
 from .base import Explanation
+from .charts import map_panel, side_by_side
 from .pipeline import gradcam_explanation
-from .render import figure_to_array, map_with_colorbar, resize_map
+from .render import resize_map
 
 
 def _to_uint8(img: torch.Tensor) -> np.ndarray:
@@ -23,16 +24,11 @@ def _to_uint8(img: torch.Tensor) -> np.ndarray:
     return (img.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
 
 
-def _side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 4) -> np.ndarray:
-    spacer = np.full((left.shape[0], gap, 3), 255, np.uint8)
-    return np.concatenate([left, spacer, right], axis=1)
-
-
 def reconstruction_explanation(detector, aligned: AlignedFace, out: dict) -> Explanation:
     recon = out["aux"]["reconstruction"][0]
     size = aligned.image.shape[:2]
     shown = resize_map(_to_uint8(recon).astype(np.float32), size).clip(0, 255).astype(np.uint8)
-    return Explanation("reconstruction", "What a real face would look like here", _side_by_side(aligned.image, shown), (
+    return Explanation("reconstruction", "What a real face would look like here", side_by_side([aligned.image, shown]), (
         "Left: the face. Right: the face rebuilt block by block by a model that has only ever seen real faces, "
         "each block guessed from its surroundings while hidden. Where the two differ, the face does not look "
         "like the real faces the model learned."), data={"input_size": int(recon.shape[-1])})
@@ -40,8 +36,7 @@ def reconstruction_explanation(detector, aligned: AlignedFace, out: dict) -> Exp
 
 def discrepancy_explanation(detector, aligned: AlignedFace, out: dict) -> Explanation:
     disc = out["aux"]["discrepancy"][0, 0].detach().float().cpu().numpy()
-    picture = map_with_colorbar(disc, "Difference from the rebuilt face", "|residual| (x4, clipped)",
-                                cmap="viridis", vmin=0.0, vmax=1.0)
+    picture = map_panel(disc, "Difference from the rebuilt face", "|residual| (x4, clipped)", vmin=0.0, vmax=1.0)
     energy = float(out["aux"]["residual_energy"][0])
     ring = bool(detector.config.dense_map)
     caption = ("Bright pixels are where the face differs most from what the real-face model expected "
@@ -54,22 +49,11 @@ def discrepancy_explanation(detector, aligned: AlignedFace, out: dict) -> Explan
 
 
 def block_energy_explanation(detector, aligned: AlignedFace, out: dict) -> Explanation:
-    import matplotlib.pyplot as plt
-
     energy = out["aux"]["block_energy"][0].detach().float().cpu().numpy()
     n = int(round(len(energy) ** 0.5))
     grid = energy.reshape(n, n)
-    fig, ax = plt.subplots(figsize=(3.2, 2.8), dpi=90)
-    im = ax.imshow(grid, cmap="cividis", vmin=0.0, vmax=max(float(np.nanmax(grid)), 1e-6))
-    for (r, c), v in np.ndenumerate(grid):
-        ax.text(c, r, f"{v:.3f}", ha="center", va="center", fontsize=7,
-                color="black" if v > 0.6 * np.nanmax(grid) else "white")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title("Residual energy per block", fontsize=9)
-    bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    bar.set_label("mean squared residual", fontsize=8)
-    picture = figure_to_array(fig)
+    picture = map_panel(grid, "Residual energy per block", "mean squared residual", cmap="cividis", vmin=0.0,
+                        vmax=max(float(np.nanmax(grid)), 1e-6), cell_text="{:.3f}")
     r, c = np.unravel_index(int(np.nanargmax(grid)), grid.shape)
     caption = (f"The face's centre split into the paper's {n}x{n} blocks, each rebuilt while hidden. Higher numbers: "
                f"that block was harder to explain as a real face. Highest: row {r + 1}, column {c + 1}.")
@@ -87,4 +71,13 @@ def explain(detector, aligned: AlignedFace, x: torch.Tensor, out: dict) -> list[
     return [reconstruction_explanation(detector, aligned, out),
             discrepancy_explanation(detector, aligned, out),
             block_energy_explanation(detector, aligned, out),
-            gradcam_explanation(detector, aligned, x, title="Grad-CAM (image and residual ViTs)")]
+            gradcam_explanation(detector, aligned, x, title="Grad-CAM (image and residual ViTs)",
+                                forward=reusing_residual(detector, out))]
+
+
+def reusing_residual(detector, out: dict):
+    """``x -> detector(x)`` that reuses the frozen MAE's residual from ``out`` (the verdict's own
+    forward pass), so Grad-CAM runs only the stage-2 ViTs again."""
+    aux = out["aux"]
+    r = {k: aux[k] for k in ("reconstruction", "residual", "block_energy")}
+    return lambda x: detector.decide(x, r, aux["blocks"])

@@ -109,15 +109,10 @@ def legend_image(cmap: str = DEFAULT_CMAP) -> np.ndarray:
 
 def similarity_picture(grid: np.ndarray, patch: tuple[int, int]) -> np.ndarray:
     """A patch-similarity grid with the reference patch outlined and a labelled colour bar."""
-    import matplotlib.pyplot as plt
+    from .charts import map_panel
 
-    fig, ax = plt.subplots(figsize=(3.2, 2.8), dpi=90)
-    im = ax.imshow(grid, cmap=DEFAULT_CMAP, vmin=-1, vmax=1)
-    ax.scatter([patch[1]], [patch[0]], marker="s", s=60, facecolors="none", edgecolors="white", linewidths=1.5)
-    ax.set_title(f"Similarity to patch row {patch[0] + 1}, column {patch[1] + 1}", fontsize=9)
-    ax.axis("off")
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04).set_label("cosine similarity", fontsize=8)
-    return figure_to_array(fig)
+    return map_panel(grid, f"Similarity to patch row {patch[0] + 1}, column {patch[1] + 1}", "cosine similarity",
+                     cmap=DEFAULT_CMAP, vmin=-1, vmax=1, marker=patch)
 
 
 def mask_picture(mask: np.ndarray) -> np.ndarray:

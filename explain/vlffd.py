@@ -3,15 +3,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from detectors.faces import AlignedFace, region_mask
 from detectors.vlffd import PART_NAMES
 
 from .base import Explanation
+from .charts import bar_chart
 from .pipeline import gradcam_explanation
-from .render import DEFAULT_CMAP, colorize, figure_to_array, heatmap_overlay
+from .render import DEFAULT_CMAP, heatmap_overlay
 
 WHOLE_FACE = "face"
 
@@ -40,17 +40,9 @@ def region_map(landmarks: np.ndarray, scores: dict[str, float], size: tuple[int,
 
 
 def _bar_chart(scores: dict[str, float]) -> np.ndarray:
-    names = list(scores)
-    values = [scores[n] for n in names]
-    fig, ax = plt.subplots(figsize=(3.6, 2.8), dpi=90)
-    colours = colorize(np.asarray(values, np.float32)[None])[0] / 255.0
-    ax.barh([PART_NAMES.get(n, n.replace("_", " ")) for n in names], values, color=colours)
-    ax.set_xlim(0, 1)
-    ax.invert_yaxis()
-    ax.set_xlabel("share of sentence probability", fontsize=8)
-    ax.set_title("Which parts does it call forged?", fontsize=9)
-    ax.tick_params(labelsize=7)
-    return figure_to_array(fig)
+    labels = [PART_NAMES.get(n, n.replace("_", " ")) for n in scores]
+    return bar_chart(labels, list(scores.values()), "Which parts does it call forged?", "share of sentence probability",
+                     cmap=DEFAULT_CMAP)
 
 
 def explain(detector, aligned: AlignedFace, x, out: dict[str, Any]) -> list[Explanation]:

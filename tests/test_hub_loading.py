@@ -124,3 +124,31 @@ def test_download_then_offline_reuses_the_cache(hub, tmp_path):
                                                  "HF_HUB_OFFLINE": "1"})
     assert online[f"lens/roundtrip@{sha}"]["logits"] == logits
     assert offline[f"lens/roundtrip@{sha}"]["logits"] == logits
+
+
+PREFETCH = """
+import json
+from detectors.hub import prefetch
+from detectors import CheckpointError
+out = {}
+for source in SOURCES:
+    try:
+        prefetch(source)
+        out[source] = "ok"
+    except CheckpointError as exc:
+        out[source] = type(exc).__name__
+print(json.dumps(out))
+"""
+
+
+def test_prefetch_downloads_what_a_later_offline_load_needs(hub, tmp_path):
+    folder, logits = _saved_tiny(tmp_path / "m", seed=5)
+    sha = hub.commit_folder("lens/prefetched", folder)
+    env = {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "home")}
+    sources = [f"lens/prefetched@{sha}", "lens/missing", "demo", "random", str(folder)]
+    got = run_isolated(f"SOURCES = {sources!r}\n" + PREFETCH, env)
+    assert got == {sources[0]: "ok", "lens/missing": "CheckpointNotFound", "demo": "ok", "random": "ok",
+                   str(folder): "ok"}
+    hub.stop()
+    offline = _probe([sources[0]], {**env, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "1"})
+    assert offline[sources[0]]["logits"] == logits

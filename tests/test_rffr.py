@@ -147,6 +147,23 @@ def test_gradcam_and_explanations_have_the_crop_size(tiny, astronaut):
     assert explanations[1].heatmap is not None and explanations[1].heatmap.max() > 0
 
 
+def test_gradcam_reusing_the_verdicts_residual_equals_a_fresh_forward(tiny, monkeypatch):
+    from explain.gradcam import grad_cam
+    from explain.rffr import reusing_residual
+
+    torch.manual_seed(1)
+    x = torch.randn(1, 3, 112, 112)
+    with torch.no_grad():
+        out = tiny(x)
+    fresh = grad_cam(tiny, x)
+    calls = []
+    monkeypatch.setattr(tiny.mim, "reconstruct", lambda *a, **k: calls.append(1))
+    reused = grad_cam(tiny, x, forward=reusing_residual(tiny, out))
+    assert not calls, "the frozen MAE ran again"
+    assert fresh.max() > 0
+    np.testing.assert_allclose(reused, fresh, atol=1e-5)
+
+
 def test_full_config_is_the_papers():
     with torch.device("meta"):
         full = build_detector("rffr_full")

@@ -107,7 +107,14 @@ def _source(kind: str, crop: np.ndarray, pts: np.ndarray, rng: np.random.Generat
 
 
 def _decoded(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The crop as one of the autoencoder's decoders re-synthesises it."""
+    """The crop as one of the autoencoder's decoders re-synthesises it (on the app's compute
+    thread, like every model call of the app)."""
+    from detectors import compute_thread
+
+    return compute_thread.run(_autoencoder_pass, crop, rng)
+
+
+def _autoencoder_pass(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     import torch
 
     from .data.autoencoder import get_autoencoder

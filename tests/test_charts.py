@@ -1,0 +1,97 @@
+"""The PIL charts: what they draw lands where it should, in the right colours."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from explain import charts
+from explain.render import colorize
+
+
+def count(picture: np.ndarray, colour: tuple[int, int, int]) -> int:
+    return int(np.all(picture == np.asarray(colour, np.uint8), axis=-1).sum())
+
+
+def test_wrap_fits_the_width_and_keeps_every_word():
+    text = "The detector was trained along real to self-blend to donor blend to deepfake\nnew line"
+    lines = charts.wrap(text, 120)
+    assert all(charts.font(charts.TEXT_SIZE).getlength(s) <= 120 for s in lines if " " in s)
+    assert " ".join(lines).split() == text.split()
+    assert lines[-1] == "new line"
+
+
+def test_map_panel_paints_cells_and_a_colour_bar_from_vmin_to_vmax():
+    grid = np.array([[0.0, 1.0], [0.5, 1.0]], np.float32)
+    picture = charts.map_panel(grid, "title", "units", vmin=0.0, vmax=1.0, side=100)
+    assert picture.dtype == np.uint8 and picture.ndim == 3 and picture.shape[2] == 3
+    low, high = (tuple(int(v) for v in colorize(np.array([v], np.float32))[0]) for v in (0.0, 1.0))
+    # Two cells at vmax, each 50x50 px, plus the bar's top rows; one cell at vmin plus the bar's bottom.
+    assert count(picture, high) >= 2 * 50 * 50
+    assert count(picture, low) >= 50 * 50
+    assert count(picture, high) > count(picture, low)
+    # The map lies left of the bar: the top-right cell's colour also appears at the bar's top.
+    rows_high = np.where(np.all(picture == high, axis=-1).any(axis=1))[0]
+    cols_high = np.where(np.all(picture == high, axis=-1).any(axis=0))[0]
+    assert cols_high.max() > 100 + charts.MARGIN  # the colour bar
+    assert rows_high.min() < picture.shape[0] / 2
+
+
+def test_map_panel_outlines_the_marked_cell_and_writes_cell_values():
+    grid = np.zeros((4, 4), np.float32)
+    plain = charts.map_panel(grid, "", "units", vmin=0, vmax=1, side=80)
+    marked = charts.map_panel(grid, "", "units", vmin=0, vmax=1, side=80, marker=(1, 2))
+    diff = np.any(plain != marked, axis=-1)
+    ys, xs = np.nonzero(diff)
+    # The outline sits around cell (1, 2): rows 20..39, columns 40..59 of the map.
+    assert 18 <= ys.min() - charts.MARGIN and ys.max() - charts.MARGIN <= 41
+    assert 38 <= xs.min() - charts.MARGIN and xs.max() - charts.MARGIN <= 61
+    written = charts.map_panel(grid, "", "units", vmin=0, vmax=1, side=80, cell_text="{:.1f}")
+    assert np.any(written != plain)
+
+
+def test_large_maps_are_resized_smoothly_not_cell_by_cell():
+    big = np.tile(np.linspace(0, 1, 200, dtype=np.float32), (200, 1))
+    picture = charts.map_panel(big, "", "units", side=100)
+    row = picture[charts.MARGIN + 50, charts.MARGIN:charts.MARGIN + 100].astype(int)
+    assert len({tuple(p) for p in row}) > 50  # a gradient, not a few blocks
+
+
+@pytest.mark.parametrize("values", [(0.2, 0.8), (0.5, 0.25)])
+def test_bar_lengths_follow_the_values(values):
+    colours = [(200, 0, 200), (0, 200, 200)]
+    picture = charts.bar_chart(["a", "b"], values, "t", "x", colours=colours)
+    lengths = [np.all(picture == c, axis=-1).any(axis=0).sum() for c in colours]
+    assert lengths[1] / lengths[0] == pytest.approx(values[1] / values[0], rel=0.05)
+
+
+def test_bar_chart_clips_values_and_colours_by_value_by_default():
+    picture = charts.bar_chart(["low", "high"], [-0.5, 1.7])
+    assert count(picture, charts.shades([1.0])[0]) > 0
+    assert picture.shape[1] == 380
+
+
+def test_path_plot_puts_the_star_where_the_point_is():
+    anchors = np.array([[0, 0], [1, 0], [2, 0], [3, 0]], np.float64)
+    colours = [(10, 20, 30), (40, 50, 60), (70, 80, 90), (100, 110, 120)]
+    pictures = [charts.path_plot(anchors, list("abcd"), ["circle", "square", "diamond", "triangle"], colours,
+                                 point, "this", side=200) for point in ((0.0, 0.0), (3.0, 0.0))]
+    white = [np.all(p == charts.PAPER, axis=-1) for p in pictures]
+    # Inside the plot area (grey background) the only white is the star.
+    inside = [w[charts.MARGIN + 1:charts.MARGIN + 199, charts.MARGIN + 1:charts.MARGIN + 199] for w in white]
+    left, right = (np.nonzero(m)[1].mean() for m in inside)
+    assert left < 100 < right
+    for c in colours:
+        assert count(pictures[0], c) > 0
+
+
+def test_unknown_marker_is_an_error():
+    with pytest.raises(ValueError, match="unknown marker"):
+        charts.marker_polygon("hexagon", (0, 0), 3)
+
+
+def test_side_by_side_centres_shorter_pictures():
+    tall = np.zeros((10, 4, 3), np.uint8)
+    short = np.full((4, 3, 3), 7, np.uint8)
+    row = charts.side_by_side([tall, short], gap=2)
+    assert row.shape == (10, 9, 3)
+    assert (row[3:7, 6:9] == 7).all() and (row[:3, 6:9] == 255).all()
