@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
@@ -19,10 +20,13 @@ NO = 1  # index of the "no" (= fake) logit in the detector's logits
 
 
 def answer_panel(crop: np.ndarray, question: str, answer: str, p_yes: float, p_no: float) -> np.ndarray:
-    """The crop beside the question, the generated answer and a two-bar P(yes)/P(no) chart."""
+    """The question, the generated answer and a two-bar P(yes)/P(no) chart above the crop
+    (stacked, so the text stays legible in a narrow card)."""
     chart = bar_chart(["yes (real)", "no (fake)"], [p_yes, p_no], f"Q: {question}\nA: {answer or '(empty)'}",
-                      "probability of the first answer word", colours=shades((0.25, 0.85)), width=340)
-    return side_by_side([crop, chart], gap=8)
+                      "probability of the first answer word", colours=shades((0.25, 0.85)), width=300)
+    side = min(160, chart.shape[1])
+    face = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA if crop.shape[0] > side else cv2.INTER_CUBIC)
+    return side_by_side([chart, face], gap=6, vertical=True)
 
 
 @torch.no_grad()

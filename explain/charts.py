@@ -98,8 +98,12 @@ def dashed_line(draw: ImageDraw.ImageDraw, start: Sequence[float], end: Sequence
         t = u + gap
 
 
-def side_by_side(pictures: Sequence[np.ndarray], gap: int = 4, background: RGB = PAPER) -> np.ndarray:
-    """RGB pictures in one row, centred vertically on the tallest."""
+def side_by_side(pictures: Sequence[np.ndarray], gap: int = 4, background: RGB = PAPER,
+                 vertical: bool = False) -> np.ndarray:
+    """RGB pictures in one row (or one column), each centred across it."""
+    if vertical:
+        turned = [np.ascontiguousarray(p[..., :3].transpose(1, 0, 2)) for p in pictures]
+        return np.ascontiguousarray(side_by_side(turned, gap, background).transpose(1, 0, 2))
     height = max(p.shape[0] for p in pictures)
     width = sum(p.shape[1] for p in pictures) + gap * (len(pictures) - 1)
     out = np.empty((height, width, 3), np.uint8)
@@ -302,8 +306,10 @@ def path_plot(anchors: np.ndarray, anchor_labels: Sequence[str], anchor_shapes: 
     if ylabel_img is not None:
         canvas.paste(ylabel_img, (MARGIN, plot_y + max(0, (side - ylabel_img.height) // 2)))
     lx = plot_x + side + 12
+    step = line_height(TEXT_SIZE) * 1.4
+    legend_top = plot_y + (side - step * len(legend)) / 2  # mid-height: clear of a label laid over the top
     for i, (text, shape, colour) in enumerate(legend):
-        y = plot_y + 10 + i * line_height(TEXT_SIZE) * 1.4
+        y = legend_top + (i + 0.5) * step
         draw_marker(draw, shape, (lx + 7, y), 6 if shape != "star" else 8, tuple(colour))
         draw.text((lx + 20, y), text, font=font(TEXT_SIZE), fill=INK, anchor="lm")
     return np.asarray(canvas)

@@ -95,3 +95,11 @@ def test_side_by_side_centres_shorter_pictures():
     row = charts.side_by_side([tall, short], gap=2)
     assert row.shape == (10, 9, 3)
     assert (row[3:7, 6:9] == 7).all() and (row[:3, 6:9] == 255).all()
+
+
+def test_side_by_side_can_stack_vertically():
+    wide = np.zeros((3, 10, 3), np.uint8)
+    narrow = np.full((4, 6, 3), 9, np.uint8)
+    column = charts.side_by_side([wide, narrow], gap=1, vertical=True)
+    assert column.shape == (8, 10, 3)
+    assert (column[4:8, 2:8] == 9).all() and (column[4:8, :2] == 255).all()
