@@ -12,6 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
+import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
@@ -312,6 +313,59 @@ def path_plot(anchors: np.ndarray, anchor_labels: Sequence[str], anchor_shapes: 
         y = legend_top + (i + 0.5) * step
         draw_marker(draw, shape, (lx + 7, y), 6 if shape != "star" else 8, tuple(colour))
         draw.text((lx + 20, y), text, font=font(TEXT_SIZE), fill=INK, anchor="lm")
+    return np.asarray(canvas)
+
+
+def outline_mask(picture: np.ndarray, mask: np.ndarray, colour: RGB = PAPER, dash: int = 4) -> np.ndarray:
+    """``picture`` with the border of ``mask > 0.5`` drawn over it as a dashed 2-px line."""
+    if mask.shape[:2] != picture.shape[:2]:
+        mask = resize_map(mask, picture.shape[:2])
+    binary = (np.asarray(mask) > 0.5).astype(np.uint8)
+    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    out = np.ascontiguousarray(picture[..., :3]).copy()
+    h, w = out.shape[:2]
+    for contour in contours:
+        pts = contour[:, 0, :]  # (N, 2) as x, y
+        pts = pts[(np.arange(len(pts)) // dash) % 2 == 0]
+        for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
+            out[np.clip(pts[:, 1] + dy, 0, h - 1), np.clip(pts[:, 0] + dx, 0, w - 1)] = colour
+    return out
+
+
+def captioned_row(pictures: Sequence[tuple[np.ndarray, str]], side: int = 150, footer: str = "",
+                  colour_bar: str | None = None, cmap: str = "viridis") -> np.ndarray:
+    """Square pictures in a row, each under its (wrapped) caption; an optional footer line and
+    an optional 0..1 colour bar at the right labelled ``colour_bar``."""
+    gap = 10
+    captions = [wrap(text, side, TEXT_SIZE) for _, text in pictures]
+    caption_h = max((len(c) for c in captions), default=0) * line_height(TEXT_SIZE)
+    bar_w = 0
+    label_img = None
+    if colour_bar is not None:
+        label_img = vertical_text(colour_bar)
+        bar_w = 12 + 12 + 4 + text_width(["0", "1"], TEXT_SIZE) + 4 + label_img.width
+    width = 2 * MARGIN + len(pictures) * side + (len(pictures) - 1) * gap + bar_w
+    top = MARGIN + caption_h + 4
+    footer_h = line_height(TEXT_SIZE) + 4 if footer else 0
+    canvas = Image.new("RGB", (width, top + side + footer_h + MARGIN), PAPER)
+    draw = ImageDraw.Draw(canvas)
+    for i, ((picture, _), lines) in enumerate(zip(pictures, captions)):
+        x = MARGIN + i * (side + gap)
+        draw_lines(draw, x + side / 2, top - 4 - len(lines) * line_height(TEXT_SIZE), lines, align="center")
+        shown = cv2.resize(np.ascontiguousarray(picture[..., :3]), (side, side), interpolation=cv2.INTER_AREA
+                           if picture.shape[0] > side else cv2.INTER_LINEAR)
+        canvas.paste(Image.fromarray(shown), (x, top))
+    if colour_bar is not None:
+        bar_x = MARGIN + len(pictures) * (side + gap) - gap + 12
+        ramp = np.linspace(1, 0, side, dtype=np.float32)[:, None].repeat(12, axis=1)
+        canvas.paste(Image.fromarray(colorize(ramp, cmap)), (bar_x, top))
+        draw.rectangle([bar_x - 1, top - 1, bar_x + 12, top + side], outline=INK)
+        f = font(TEXT_SIZE)
+        draw.text((bar_x + 16, top), "1", font=f, fill=INK, anchor="la")
+        draw.text((bar_x + 16, top + side), "0", font=f, fill=INK, anchor="ld")
+        canvas.paste(label_img, (width - MARGIN - label_img.width, top + max(0, (side - label_img.height) // 2)))
+    if footer:
+        draw.text((width / 2, top + side + 4), footer, font=font(TEXT_SIZE), fill=INK, anchor="ma")
     return np.asarray(canvas)
 
 

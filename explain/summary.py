@@ -124,25 +124,15 @@ def mask_picture(mask: np.ndarray) -> np.ndarray:
 
 def lab_figure(crop: np.ndarray, truth: np.ndarray, maps: list[LabMap]) -> np.ndarray:
     """The forged crop, the ground truth and each map beside it, with the truth outlined on the maps."""
-    import matplotlib.pyplot as plt
+    from .charts import captioned_row, outline_mask
+    from .render import colorize
 
-    n = 2 + len(maps)
-    fig, axes = plt.subplots(1, n, figsize=(2.3 * n, 2.7), dpi=90)
-    axes = np.atleast_1d(axes)
-    axes[0].imshow(crop)
-    axes[0].set_title("what it saw", fontsize=8)
-    axes[1].imshow(truth, cmap="cividis", vmin=0, vmax=1)
-    axes[1].set_title("forged pixels (truth)", fontsize=8)
-    for ax, m in zip(axes[2:], maps):
-        im = ax.imshow(m.heatmap, cmap=DEFAULT_CMAP)
-        ax.contour(truth > 0.5, levels=[0.5], colors="white", linewidths=1.0, linestyles="dashed")
+    panels = [(crop, "what it saw"), (colorize(np.clip(truth, 0, 1), "cividis"), "forged pixels (truth)")]
+    for m in maps:
         auc = m.scores.get("pixel_auc")
-        ax.set_title(f"{m.title}\nAUC {auc:.2f}" if auc is not None else m.title, fontsize=8)
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=6)
-    for ax in axes:
-        ax.axis("off")
-    fig.text(0.5, 0.01, "dashed white line = forged region", ha="center", fontsize=7)
-    return figure_to_array(fig)
+        title = f"{m.title}, AUC {auc:.2f}" if auc is not None else m.title
+        panels.append((outline_mask(colorize(np.clip(m.heatmap, 0, 1), DEFAULT_CMAP), truth), title))
+    return captioned_row(panels, footer="dashed white line = forged region", colour_bar="map value (0 to 1)")
 
 
 def lab_markdown(result: DetectorResult, maps: list[LabMap]) -> str:

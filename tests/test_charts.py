@@ -103,3 +103,28 @@ def test_side_by_side_can_stack_vertically():
     column = charts.side_by_side([wide, narrow], gap=1, vertical=True)
     assert column.shape == (8, 10, 3)
     assert (column[4:8, 2:8] == 9).all() and (column[4:8, :2] == 255).all()
+
+
+def test_outline_mask_marks_the_border_only():
+    picture = np.zeros((40, 40, 3), np.uint8)
+    mask = np.zeros((40, 40), np.float32)
+    mask[10:30, 10:30] = 1
+    out = charts.outline_mask(picture, mask, colour=(255, 255, 255))
+    white = np.all(out == 255, axis=-1)
+    assert white.any()
+    ys, xs = np.nonzero(white)
+    assert ys.min() >= 9 and ys.max() <= 31 and xs.min() >= 9 and xs.max() <= 31
+    assert not white[15:25, 15:25].any()  # the inside stays as it was
+    assert not white[10, 10:30].all()  # dashed, not solid
+
+
+def test_captioned_row_lays_pictures_side_by_side_with_an_optional_colour_bar():
+    red, blue = np.zeros((20, 20, 3), np.uint8), np.zeros((20, 20, 3), np.uint8)
+    red[..., 0], blue[..., 2] = 200, 200
+    plain = charts.captioned_row([(red, "a"), (blue, "b")], side=50)
+    with_bar = charts.captioned_row([(red, "a"), (blue, "b")], side=50, colour_bar="value", footer="note")
+    assert with_bar.shape[1] > plain.shape[1] and with_bar.shape[0] > plain.shape[0]
+    red_cols = np.nonzero(np.all(plain == (200, 0, 0), axis=-1).any(axis=0))[0]
+    blue_cols = np.nonzero(np.all(plain == (0, 0, 200), axis=-1).any(axis=0))[0]
+    assert len(red_cols) == len(blue_cols) == 50 and red_cols.max() < blue_cols.min()
+    assert count(with_bar, charts.shades([1.0])[0]) > 0  # the bar's top colour
