@@ -1,5 +1,5 @@
 """Charts drawn straight onto pixels with PIL: a map with a labelled colour bar, a horizontal bar
-chart, a 2-D path plot, and pictures side by side.
+chart, a 2-D path plot, a row of captioned pictures, a colour legend, pictures side by side.
 
 A matplotlib figure costs ~150 ms on a 2-core CPU (layout, tight bounding box, a PNG round
 trip); these take a few milliseconds, which keeps an analysis with a dozen pictures interactive.
@@ -366,6 +366,25 @@ def captioned_row(pictures: Sequence[tuple[np.ndarray, str]], side: int = 150, f
         canvas.paste(label_img, (width - MARGIN - label_img.width, top + max(0, (side - label_img.height) // 2)))
     if footer:
         draw.text((width / 2, top + side + 4), footer, font=font(TEXT_SIZE), fill=INK, anchor="ma")
+    return np.asarray(canvas)
+
+
+def colour_legend(title: str, low: str = "low", high: str = "high", cmap: str = "viridis",
+                  width: int = 700) -> np.ndarray:
+    """A horizontal colour ramp with its two ends named and a title above."""
+    ramp_h = 22
+    title_lines = _title_block(title, width)
+    top = MARGIN + len(title_lines) * line_height(TITLE_SIZE) + 4
+    canvas = Image.new("RGB", (width, top + ramp_h + 4 + line_height(TEXT_SIZE) + MARGIN), PAPER)
+    draw = ImageDraw.Draw(canvas)
+    draw_lines(draw, width / 2, MARGIN, title_lines, TITLE_SIZE, align="center")
+    x0, x1 = MARGIN, width - MARGIN
+    canvas.paste(Image.fromarray(colorize(np.tile(np.linspace(0, 1, x1 - x0, dtype=np.float32), (ramp_h, 1)), cmap)),
+                 (x0, top))
+    draw.rectangle([x0 - 1, top - 1, x1, top + ramp_h], outline=INK)
+    f = font(TEXT_SIZE)
+    draw.text((x0, top + ramp_h + 4), low, font=f, fill=INK, anchor="la")
+    draw.text((x1, top + ramp_h + 4), high, font=f, fill=INK, anchor="ra")
     return np.asarray(canvas)
 
 

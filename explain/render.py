@@ -1,14 +1,9 @@
 """Turn maps into pictures with colour-blind-safe colour maps (viridis/cividis), never red/green."""
 from __future__ import annotations
 
-import io
-
 import cv2
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
 
 DEFAULT_CMAP = "viridis"
 
@@ -22,7 +17,7 @@ def normalize(heatmap: np.ndarray) -> np.ndarray:
 
 def colorize(heatmap: np.ndarray, cmap: str = DEFAULT_CMAP) -> np.ndarray:
     """A [0, 1] map as an RGB ``uint8`` image."""
-    rgba = plt.get_cmap(cmap)(np.clip(heatmap, 0, 1))
+    rgba = matplotlib.colormaps[cmap](np.clip(heatmap, 0, 1))
     return (rgba[..., :3] * 255 + 0.5).astype(np.uint8)
 
 
@@ -37,14 +32,3 @@ def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45,
     m = resize_map(heatmap, image.shape[:2])
     return (image.astype(np.float32) * (1 - alpha) + colorize(m, cmap).astype(np.float32) * alpha).round().astype(np.uint8)
 
-
-def figure_to_array(fig) -> np.ndarray:
-    """Render a matplotlib figure to an RGB ``uint8`` array and close it (for the few pictures
-    that are not on the analysis path; :mod:`explain.charts` draws those in milliseconds)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=fig.dpi, bbox_inches="tight")
-    plt.close(fig)
-    buf.seek(0)
-    from PIL import Image
-
-    return np.asarray(Image.open(buf).convert("RGB"))

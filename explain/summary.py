@@ -11,7 +11,7 @@ import numpy as np
 
 from .analysis import DetectorResult, LabMap, combine, jsonable
 from .base import Explanation
-from .render import DEFAULT_CMAP, figure_to_array
+from .render import DEFAULT_CMAP
 
 VERDICT_WORDS = {"fake": "likely manipulated", "real": "likely real"}
 
@@ -97,14 +97,9 @@ def combined_markdown(items: Iterable[DetectorResult | dict]) -> str:
 
 def legend_image(cmap: str = DEFAULT_CMAP) -> np.ndarray:
     """A colour bar that reads every heat map in the app."""
-    import matplotlib.pyplot as plt
+    from .charts import colour_legend
 
-    fig, ax = plt.subplots(figsize=(6.4, 0.75), dpi=110)
-    ax.imshow(np.linspace(0, 1, 256)[None], aspect="auto", cmap=cmap)
-    ax.set_yticks([])
-    ax.set_xticks([0, 255], ["low", "high"], fontsize=10)
-    ax.set_title("Map colours (viridis): how strongly a region pushed towards 'manipulated'", fontsize=10)
-    return figure_to_array(fig)
+    return colour_legend(f"Map colours ({cmap}): how strongly a region pushed towards 'manipulated'", cmap=cmap)
 
 
 def similarity_picture(grid: np.ndarray, patch: tuple[int, int]) -> np.ndarray:

@@ -128,3 +128,12 @@ def test_captioned_row_lays_pictures_side_by_side_with_an_optional_colour_bar():
     blue_cols = np.nonzero(np.all(plain == (0, 0, 200), axis=-1).any(axis=0))[0]
     assert len(red_cols) == len(blue_cols) == 50 and red_cols.max() < blue_cols.min()
     assert count(with_bar, charts.shades([1.0])[0]) > 0  # the bar's top colour
+
+
+def test_colour_legend_runs_from_low_on_the_left_to_high_on_the_right():
+    legend = charts.colour_legend("title", cmap="cividis", width=300)
+    low, high = charts.shades([0.0, 1.0], "cividis")
+    row = legend[np.nonzero(np.all(legend == low, axis=-1).any(axis=1))[0][0]]
+    xs_low = np.nonzero(np.all(row == low, axis=-1))[0]
+    xs_high = np.nonzero(np.all(row == high, axis=-1))[0]
+    assert xs_low.max() < 150 < xs_high.min()
