@@ -117,9 +117,13 @@ def mask_picture(mask: np.ndarray) -> np.ndarray:
     return colorize(np.clip(mask, 0, 1), "cividis")
 
 
+#: Pictures per row in the lab figure (it sits in a narrow card).
+LAB_COLUMNS = 3
+
+
 def lab_figure(crop: np.ndarray, truth: np.ndarray, maps: list[LabMap]) -> np.ndarray:
     """The forged crop, the ground truth and each map beside it, with the truth outlined on the maps."""
-    from .charts import captioned_row, outline_mask
+    from .charts import captioned_row, outline_mask, side_by_side
     from .render import colorize
 
     panels = [(crop, "what it saw"), (colorize(np.clip(truth, 0, 1), "cividis"), "forged pixels (truth)")]
@@ -127,7 +131,10 @@ def lab_figure(crop: np.ndarray, truth: np.ndarray, maps: list[LabMap]) -> np.nd
         auc = m.scores.get("pixel_auc")
         title = f"{m.title}, AUC {auc:.2f}" if auc is not None else m.title
         panels.append((outline_mask(colorize(np.clip(m.heatmap, 0, 1), DEFAULT_CMAP), truth), title))
-    return captioned_row(panels, footer="dashed white line = forged region", colour_bar="map value (0 to 1)")
+    rows = [panels[i:i + LAB_COLUMNS] for i in range(0, len(panels), LAB_COLUMNS)]
+    return side_by_side([captioned_row(row, colour_bar="map value (0 to 1)",
+                                       footer="dashed white line = forged region" if row is rows[-1] else "")
+                         for row in rows], gap=0, vertical=True)
 
 
 def lab_markdown(result: DetectorResult, maps: list[LabMap]) -> str:

@@ -137,3 +137,24 @@ def test_colour_legend_runs_from_low_on_the_left_to_high_on_the_right():
     xs_low = np.nonzero(np.all(row == low, axis=-1))[0]
     xs_high = np.nonzero(np.all(row == high, axis=-1))[0]
     assert xs_low.max() < 150 < xs_high.min()
+
+
+def test_lab_figure_wraps_after_three_pictures_and_outlines_the_truth_on_maps():
+    from explain.analysis import LabMap
+    from explain.summary import LAB_COLUMNS, lab_figure
+
+    yy, xx = np.mgrid[:64, :64]
+    truth = ((yy - 32) ** 2 + (xx - 32) ** 2 < 15 ** 2).astype(np.float32)
+    crop = np.zeros((64, 64, 3), np.uint8)
+    blank = LabMap("d", "map", np.zeros((64, 64), np.float32), {"pixel_auc": 0.5})
+    one_row = lab_figure(crop, truth, [blank])  # crop, truth, one map
+    two_rows = lab_figure(crop, truth, [blank] * 3)
+    assert LAB_COLUMNS == 3 and 1.7 < two_rows.shape[0] / one_row.shape[0] < 2.1
+    assert one_row.shape[1] == two_rows.shape[1]
+    # The blank map is one flat viridis colour; inside its square only the truth's outline is white.
+    flat = np.all(one_row == charts.shades([0.0])[0], axis=-1)
+    xs = np.nonzero(flat.sum(axis=0) > 50)[0]  # the map's columns, not the colour bar's last rows
+    ys = np.nonzero(flat[:, xs].any(axis=1))[0]
+    square = one_row[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    assert square.shape[0] > 100 and square.shape[1] > 100
+    assert 0 < count(square, charts.PAPER) < 0.1 * square.shape[0] * square.shape[1]
