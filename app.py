@@ -76,7 +76,7 @@ class Options:
     families: list[str] | None = None
     max_queue: int = 64
     cnn_concurrency: int = 2
-    threads: int = 2
+    threads: int = 1
     warm_up: bool = True
     upload_grace: float = 60.0
 
@@ -617,7 +617,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="comma-separated families to show, e.g. lav,rffr (env FORGERY_LENS_FAMILIES; default all)")
     p.add_argument("--max-queue", type=int, default=int(env("FORGERY_LENS_MAX_QUEUE", "64")))
     p.add_argument("--cnn-concurrency", type=int, default=int(env("FORGERY_LENS_CNN_CONCURRENCY", "2")))
-    p.add_argument("--threads", type=int, default=int(env("FORGERY_LENS_THREADS", "2")), help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=int(env("FORGERY_LENS_THREADS", "1")),
+                   help="torch CPU threads for the models (env FORGERY_LENS_THREADS). 1 by default: on 2 cores a "
+                        "second thread saves ~10%% when the machine is idle but makes the models 2-3x slower "
+                        "once anything else runs (a browser on the same laptop, the next upload's face search)")
     p.add_argument("--no-warm-up", action="store_true", help="skip the background warm-up pass after start")
     p.add_argument("--upload-grace", type=float, default=float(env("FORGERY_LENS_UPLOAD_GRACE", "60")),
                    help="seconds after its last use an upload is deleted from Gradio's cache")

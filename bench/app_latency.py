@@ -2,14 +2,14 @@
 
     flock /tmp/forgerylens-heavy.lock python bench/app_latency.py [--runs 10] [--warm-up 3]
 
-Starts ``python app.py`` on loopback with 2 torch threads, measures how long until it serves
-(``/config`` answers) and until the first ``analyze`` call returns, then times ``--runs`` calls of
-``analyze`` after ``--warm-up`` calls. The headline is what a browser user waits for: the JSON
-with links to the pictures, then the pictures over 6 parallel connections (a browser's
-per-host limit). Also printed: gradio_client with its default downloads (one file at a time, a
-new connection and a hash each: client-side cost, the server sends all 18 pictures in ~0.1 s),
-the time inside the server, each detector's median time, and the server's peak resident memory
-(VmHWM).
+Starts ``python app.py`` on loopback (1 torch thread, the app's default), measures how long
+until it serves (``/config`` answers) and until the first ``analyze`` call returns, then times
+``--runs`` calls of ``analyze`` after ``--warm-up`` calls. The headline is what a browser user
+waits for: the JSON with links to the pictures, then the pictures over 6 parallel connections
+(a browser's per-host limit). Also printed: gradio_client with its default downloads (one file
+at a time, a new connection and a hash each: client-side cost, the server sends all 18 pictures
+in ~0.1 s), the time inside the server, each detector's median time, and the server's peak
+resident memory (VmHWM). ``bench/browser_latency.py`` times the page itself in Chromium.
 Targets (issue 10): median <= 1.5 s, ready <= 20 s, peak <= 3 GB.
 """
 from __future__ import annotations
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--photo", default=str(ROOT / "assets" / "examples" / "astronaut.png"))
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--warm-up", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1, help="the app's --threads")
     p.add_argument("--families", default="", help="comma-separated families (default: all in the build)")
     p.add_argument("--with-test-detector", action="store_true")
     p.add_argument("--json", help="also write the figures to this JSON file")

@@ -43,7 +43,7 @@ class AppServer:
 
 
 def start_app(*args: str, env: dict[str, str] | None = None, timeout: float = 180.0, log_path: Path | None = None,
-              threads: int = 2) -> AppServer:
+              threads: int = 1) -> AppServer:
     """Run ``app.py --host 127.0.0.1 --port <free> *args``; return once ``/config`` answers."""
     port = free_port()
     full_env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
