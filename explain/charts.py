@@ -279,11 +279,6 @@ def path_plot(anchors: np.ndarray, anchor_labels: Sequence[str], anchor_shapes: 
     lo, hi = every.min(0), every.max(0)
     extent = max(float((hi - lo).max()), 1e-9) * 1.2
     centre = (lo + hi) / 2
-
-    def to_pixels(xy: np.ndarray) -> tuple[float, float]:
-        u = (xy - centre) / extent + 0.5  # equal scales on both axes
-        return plot_x + u[0] * side, plot_y + (1 - u[1]) * side
-
     legend = list(zip(anchor_labels, anchor_shapes, anchor_colours)) + [(point_label, "star", PAPER)]
     legend_w = 22 + text_width([s for s, _, _ in legend], TEXT_SIZE)
     ylabel_img = vertical_text(ylabel, TEXT_SIZE) if ylabel else None
@@ -292,6 +287,11 @@ def path_plot(anchors: np.ndarray, anchor_labels: Sequence[str], anchor_shapes: 
     title_lines = _title_block(title, width)
     plot_y = MARGIN + len(title_lines) * line_height(TITLE_SIZE) + (6 if title_lines else 0)
     height = plot_y + side + (4 + line_height(TEXT_SIZE) if xlabel else 0) + MARGIN
+
+    def to_pixels(xy: np.ndarray) -> tuple[float, float]:
+        u = (xy - centre) / extent + 0.5  # equal scales on both axes
+        return plot_x + u[0] * side, plot_y + (1 - u[1]) * side
+
     canvas = Image.new("RGB", (width, height), PAPER)
     draw = ImageDraw.Draw(canvas)
     draw_lines(draw, width / 2, MARGIN, title_lines, TITLE_SIZE, align="center")
