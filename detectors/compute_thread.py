@@ -4,8 +4,9 @@ PyTorch's CPU kernels run on OpenMP (libgomp), which gives each thread that star
 region a team of worker threads of its own. Once a second thread has a team, the teams together
 outnumber the cores and libgomp stops spin-waiting: every parallel op then pays a sleep and a
 wake-up. On a 2-core machine the same model ran 2-3x slower from a Gradio worker thread than
-from the thread that used torch first (`bench/app_latency.py`). Sending all model work to one
-long-lived thread keeps a single team, whichever request thread asks.
+from the thread that used torch first (`bench/thread_teams.py` shows it on single ops,
+`bench/app_latency.py` on the app). Sending all model work to one long-lived thread keeps a
+single team, whichever request thread asks.
 
 :func:`start` turns it on (the app does, before loading models); until then :func:`run` calls
 the function in place, which is what scripts and tests that use torch from one thread want.
