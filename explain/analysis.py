@@ -325,6 +325,7 @@ def run_detector(loaded: LoadedDetector, prepared: PreparedImage, face_index: in
 
 
 def _decide(model, rgb: np.ndarray, face: Face, with_explanations: bool) -> tuple[AlignedFace, dict, list[Explanation]]:
+    """Crop, verdict and (optionally) explanations: the part of a run that belongs on the compute thread."""
     aligned = model.crop(rgb, face)
     if with_explanations:
         out, explanations = explain_face(model, aligned)
