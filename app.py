@@ -13,12 +13,14 @@ Serving policy
   group ``vlm`` at 1; the CNN detectors (and the one-call ``analyze`` API) share group ``cnn``
   (``--cnn-concurrency``, default 2 on a 2-core Space). At most ``--max-queue`` (default 64)
   requests wait; beyond that Gradio answers "This application is currently busy. Please try again."
+  The model calls themselves all run on one compute thread with ``--threads`` torch threads
+  (default 1; see ``detectors/compute_thread.py``), whichever worker thread an event runs on.
 - Uploads are deleted from Gradio's cache ``--upload-grace`` seconds (default 60) after the
   request that used them, and never while a queued request still refers to them (identical
   files share one cache path, see :class:`Janitor`); the decoded photo stays only in the
-  visitor's session state, which expires after ``STATE_TTL`` seconds. Everything else Gradio caches (outputs, uploads never
-  analysed) is removed by ``gr.Blocks(delete_cache=(120, 600))``: every 2 minutes, files
-  older than 10 minutes.
+  visitor's session state, which expires after ``STATE_TTL`` seconds. Everything else Gradio
+  caches (outputs, uploads never analysed) is removed by ``gr.Blocks(delete_cache=(120, 600))``:
+  every 2 minutes, files older than 10 minutes.
 - No network at start: ``GRADIO_ANALYTICS_ENABLED=False`` and ``HF_HUB_DISABLE_TELEMETRY=1``
   are set here; ``HF_HUB_OFFLINE=1`` is honoured by the Hub loading code.
 """

@@ -26,6 +26,8 @@ PLOT_BACKGROUND: RGB = (242, 242, 242)
 MARGIN = 8
 TITLE_SIZE = 13
 TEXT_SIZE = 11
+#: Room above and below a colour bar's ramp for its end labels.
+BAR_PAD = 8
 
 
 @lru_cache(maxsize=None)
@@ -130,6 +132,28 @@ def _format(value: float) -> str:
     return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
 
 
+def vertical_colour_bar(height: int, label: str, ticks: Sequence[tuple[float, str]], cmap: str = "viridis") -> Image.Image:
+    """A vertical colour ramp ``height`` px tall (high end on top), tick labels at fractions of
+    it (``(0.0, "0")`` is the bottom) and ``label`` read bottom-to-top beside them. The picture
+    has :data:`BAR_PAD` px above and below the ramp, for the end labels."""
+    width_ramp = 14
+    tick_w = text_width([t for _, t in ticks], TEXT_SIZE)
+    label_img = vertical_text(label, TEXT_SIZE)
+    canvas = Image.new("RGB", (width_ramp + 5 + tick_w + 6 + label_img.width + 1,
+                               max(height, label_img.height) + 2 * BAR_PAD), PAPER)
+    draw = ImageDraw.Draw(canvas)
+    ramp = np.linspace(1, 0, height, dtype=np.float32)[:, None].repeat(width_ramp, axis=1)
+    canvas.paste(Image.fromarray(colorize(ramp, cmap)), (1, BAR_PAD))
+    draw.rectangle([0, BAR_PAD - 1, width_ramp + 1, BAR_PAD + height], outline=INK, width=1)
+    f = font(TEXT_SIZE)
+    for fraction, text in ticks:
+        y = BAR_PAD + (height - 1) * (1 - fraction)
+        draw.line([(width_ramp + 1, y), (width_ramp + 4, y)], fill=INK)
+        draw.text((width_ramp + 6, y), text, font=f, fill=INK, anchor="lm")
+    canvas.paste(label_img, (width_ramp + 5 + tick_w + 6, BAR_PAD + max(0, (height - label_img.height) // 2)))
+    return canvas
+
+
 def map_panel(values: np.ndarray, title: str, label: str, cmap: str = "viridis", vmin: float | None = None,
               vmax: float | None = None, marker: tuple[int, int] | None = None, cell_text: str | None = None,
               side: int = 224) -> np.ndarray:
@@ -153,16 +177,14 @@ def map_panel(values: np.ndarray, title: str, label: str, cmap: str = "viridis",
     else:
         shown = np.clip(resize_map(scaled, (map_h, map_w)), 0, 1)
 
-    ticks = [lo, (lo + hi) / 2, hi]
-    tick_labels = [_format(t) for t in ticks]
-    tick_w = text_width(tick_labels, TEXT_SIZE)
-    label_img = vertical_text(label, TEXT_SIZE)
-    bar_w = 14
-    width = MARGIN + map_w + 12 + bar_w + 4 + tick_w + 6 + label_img.width + MARGIN
+    ticks = [(0.0, _format(lo)), (0.5, _format((lo + hi) / 2)), (1.0, _format(hi))]
+    bar = vertical_colour_bar(map_h, label, ticks, cmap)
+    width = MARGIN + map_w + 12 + bar.width + MARGIN
     title_lines = _title_block(title, width)
     top = MARGIN + len(title_lines) * line_height(TITLE_SIZE) + (4 if title_lines else 0)
-    height = top + max(map_h, label_img.height) + MARGIN + 4
+    height = top + bar.height - BAR_PAD + MARGIN + 4
     canvas = Image.new("RGB", (width, height), PAPER)
+    canvas.paste(bar, (MARGIN + map_w + 12, top - BAR_PAD))  # before the title: its padding is blank
     draw = ImageDraw.Draw(canvas)
     draw_lines(draw, width / 2, MARGIN, title_lines, TITLE_SIZE, align="center")
 
@@ -178,18 +200,6 @@ def map_panel(values: np.ndarray, title: str, label: str, cmap: str = "viridis",
         box = [MARGIN + c * cell, top + r * cell, MARGIN + (c + 1) * cell - 1, top + (r + 1) * cell - 1]
         draw.rectangle([box[0] - 1, box[1] - 1, box[2] + 1, box[3] + 1], outline=INK, width=1)
         draw.rectangle(box, outline=PAPER, width=2)
-
-    bar_x = MARGIN + map_w + 12
-    ramp = np.linspace(1, 0, map_h, dtype=np.float32)[:, None].repeat(bar_w, axis=1)
-    canvas.paste(Image.fromarray(colorize(ramp, cmap)), (bar_x, top))
-    draw.rectangle([bar_x - 1, top - 1, bar_x + bar_w, top + map_h], outline=INK, width=1)
-    f = font(TEXT_SIZE)
-    for value, text in zip(ticks, tick_labels):
-        y = top + (map_h - 1) * (1 - (value - lo) / (hi - lo) if hi > lo else 1)
-        draw.line([(bar_x + bar_w, y), (bar_x + bar_w + 3, y)], fill=INK)
-        draw.text((bar_x + bar_w + 5, y), text, font=f, fill=INK, anchor="lm")
-    label_x = bar_x + bar_w + 4 + tick_w + 6
-    canvas.paste(label_img, (label_x, top + max(0, (map_h - label_img.height) // 2)))
     return np.asarray(canvas)
 
 
@@ -339,12 +349,8 @@ def captioned_row(pictures: Sequence[tuple[np.ndarray, str]], side: int = 150, f
     gap = 10
     captions = [wrap(text, side, TEXT_SIZE) for _, text in pictures]
     caption_h = max((len(c) for c in captions), default=0) * line_height(TEXT_SIZE)
-    bar_w = 0
-    label_img = None
-    if colour_bar is not None:
-        label_img = vertical_text(colour_bar)
-        bar_w = 12 + 12 + 4 + text_width(["0", "1"], TEXT_SIZE) + 4 + label_img.width
-    width = 2 * MARGIN + len(pictures) * side + (len(pictures) - 1) * gap + bar_w
+    bar = vertical_colour_bar(side, colour_bar, [(0.0, "0"), (1.0, "1")], cmap) if colour_bar else None
+    width = 2 * MARGIN + len(pictures) * side + (len(pictures) - 1) * gap + (12 + bar.width if bar else 0)
     top = MARGIN + caption_h + 4
     footer_h = line_height(TEXT_SIZE) + 4 if footer else 0
     canvas = Image.new("RGB", (width, top + side + footer_h + MARGIN), PAPER)
@@ -355,15 +361,8 @@ def captioned_row(pictures: Sequence[tuple[np.ndarray, str]], side: int = 150, f
         shown = cv2.resize(np.ascontiguousarray(picture[..., :3]), (side, side), interpolation=cv2.INTER_AREA
                            if picture.shape[0] > side else cv2.INTER_LINEAR)
         canvas.paste(Image.fromarray(shown), (x, top))
-    if colour_bar is not None:
-        bar_x = MARGIN + len(pictures) * (side + gap) - gap + 12
-        ramp = np.linspace(1, 0, side, dtype=np.float32)[:, None].repeat(12, axis=1)
-        canvas.paste(Image.fromarray(colorize(ramp, cmap)), (bar_x, top))
-        draw.rectangle([bar_x - 1, top - 1, bar_x + 12, top + side], outline=INK)
-        f = font(TEXT_SIZE)
-        draw.text((bar_x + 16, top), "1", font=f, fill=INK, anchor="la")
-        draw.text((bar_x + 16, top + side), "0", font=f, fill=INK, anchor="ld")
-        canvas.paste(label_img, (width - MARGIN - label_img.width, top + max(0, (side - label_img.height) // 2)))
+    if bar is not None:
+        canvas.paste(bar, (width - MARGIN - bar.width, top - BAR_PAD))
     if footer:
         draw.text((width / 2, top + side + 4), footer, font=font(TEXT_SIZE), fill=INK, anchor="ma")
     return np.asarray(canvas)

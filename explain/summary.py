@@ -11,7 +11,8 @@ import numpy as np
 
 from .analysis import DetectorResult, LabMap, combine, jsonable
 from .base import Explanation
-from .render import DEFAULT_CMAP
+from .charts import captioned_row, colour_legend, map_panel, outline_mask, side_by_side
+from .render import DEFAULT_CMAP, colorize
 
 VERDICT_WORDS = {"fake": "likely manipulated", "real": "likely real"}
 
@@ -97,23 +98,17 @@ def combined_markdown(items: Iterable[DetectorResult | dict]) -> str:
 
 def legend_image(cmap: str = DEFAULT_CMAP) -> np.ndarray:
     """A colour bar that reads every heat map in the app."""
-    from .charts import colour_legend
-
     return colour_legend(f"Map colours ({cmap}): how strongly a region pushed towards 'manipulated'", cmap=cmap)
 
 
 def similarity_picture(grid: np.ndarray, patch: tuple[int, int]) -> np.ndarray:
     """A patch-similarity grid with the reference patch outlined and a labelled colour bar."""
-    from .charts import map_panel
-
     return map_panel(grid, f"Similarity to patch row {patch[0] + 1}, column {patch[1] + 1}", "cosine similarity",
                      cmap=DEFAULT_CMAP, vmin=-1, vmax=1, marker=patch)
 
 
 def mask_picture(mask: np.ndarray) -> np.ndarray:
     """A ground-truth mask drawn in cividis (dark = untouched, yellow = replaced)."""
-    from .render import colorize
-
     return colorize(np.clip(mask, 0, 1), "cividis")
 
 
@@ -123,10 +118,7 @@ LAB_COLUMNS = 3
 
 def lab_figure(crop: np.ndarray, truth: np.ndarray, maps: list[LabMap]) -> np.ndarray:
     """The forged crop, the ground truth and each map beside it, with the truth outlined on the maps."""
-    from .charts import captioned_row, outline_mask, side_by_side
-    from .render import colorize
-
-    panels = [(crop, "what it saw"), (colorize(np.clip(truth, 0, 1), "cividis"), "forged pixels (truth)")]
+    panels = [(crop, "what it saw"), (mask_picture(truth), "forged pixels (truth)")]
     for m in maps:
         auc = m.scores.get("pixel_auc")
         title = f"{m.title}, AUC {auc:.2f}" if auc is not None else m.title
