@@ -1,7 +1,8 @@
 """Training throughput of a recipe: images/s over N optimizer steps (after warm-up steps).
 
     flock /tmp/forgerylens-heavy.lock .venv/bin/python bench/train_throughput.py \
-        --detector lav_demo --recipe demo --steps 20 [--batch-size 16] [--threads 2] [--synthetic]
+        --detector lav_demo --recipe demo --steps 20 [--batch-size 16] [--threads 2] [--synthetic] \
+        [--set train.channels_last=true]
 
 Prints end-to-end images/s (data loading + forward + backward + optimizer step) and the share
 of time spent waiting for data. ``--synthetic`` uses random tensors shaped like the detector's
@@ -81,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     use_cuda = torch.cuda.is_available() and not args.cpu
     mixed = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if use_cuda and settings["amp"] else "no"
     acc = Accelerator(cpu=not use_cuda, mixed_precision=mixed)
+    if settings["channels_last"]:
+        model.to(memory_format=torch.channels_last)
     bs = int(settings["batch_size"])
     need = bs * (args.steps + args.warmup)
     if args.synthetic:
@@ -100,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     n_train = sum(q.numel() for q in model.parameters() if q.requires_grad) / 1e6
     print(f"{recipe['detector']} stage {stage.name}: {n_params:.2f} M parameters ({n_train:.2f} M trained), "
           f"input {model.config.input_size}px, batch {bs}, device {acc.device}, precision {mixed}, "
-          f"threads {torch.get_num_threads()}, data {'synthetic' if args.synthetic else 'recipe'} ({len(data)} items)")
+          f"threads {torch.get_num_threads()}, channels_last {bool(settings['channels_last'])}, data {'synthetic' if args.synthetic else 'recipe'} ({len(data)} items)")
 
     def batches():
         while True:

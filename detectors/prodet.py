@@ -79,6 +79,9 @@ class ProDetConfig(DetectorConfig):
     feature_dim: int = 512  # channels after the 1x1 ``adjust`` conv
     head_dim: int = 256  # hidden width of the heads and of the attention lifts
     transition_blocks: bool = True  # training-only drift blocks kept in the state dict
+    #: The backbone's stride (timm ``output_stride``); 16 dilates the last stage so a 128 px demo
+    #: keeps the paper's 8x8 feature map (256 px / 32).
+    output_stride: int = 32
     pretrained_weights: str = "timm/efficientnet_b4.ra2_in1k"
 
 
@@ -136,13 +139,16 @@ class ProDetDetector(Detector):
 
     def __init__(self, config: ProDetConfig) -> None:
         super().__init__(config)
-        if config.input_size % 32:
-            raise ValueError(f"ProDet needs an input size divisible by 32 (the backbone's stride), got {config.input_size}")
+        stride = config.output_stride
+        if config.input_size % stride:
+            raise ValueError(f"ProDet needs an input size divisible by {stride} (the backbone's stride), "
+                             f"got {config.input_size}")
         import timm
 
-        self.backbone = timm.create_model(config.backbone, pretrained=False, num_classes=0, global_pool="")
+        extra = {} if stride == 32 else {"output_stride": stride}
+        self.backbone = timm.create_model(config.backbone, pretrained=False, num_classes=0, global_pool="", **extra)
         dim, hidden = config.feature_dim, config.head_dim
-        self.side = config.input_size // 32
+        self.side = config.input_size // stride
         self.adjust = nn.Conv2d(self.backbone.num_features, dim, 1)
         self.blend_head = _head(dim, hidden)
         self.identity_head = _head(dim, hidden)
@@ -161,7 +167,7 @@ class ProDetDetector(Detector):
 
     # ---- pieces the training method reuses ---------------------------------------------------
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, feature_dim, S/32, S/32): backbone features after the 1x1 ``adjust`` conv."""
+        """(B, feature_dim, S/stride, S/stride): backbone features after the 1x1 ``adjust`` conv."""
         return self.adjust(self.backbone.forward_features(x))
 
     def decide(self, fmap: torch.Tensor) -> dict[str, torch.Tensor]:

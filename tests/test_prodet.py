@@ -49,6 +49,16 @@ def test_output_contract(model):
 def test_input_size_must_fit_the_feature_grid():
     with pytest.raises(ValueError, match="divisible by 32"):
         build_detector("prodet_demo", input_size=100)
+    with pytest.raises(ValueError, match="divisible by 16"):
+        build_detector("prodet_demo", input_size=120, output_stride=16)
+
+
+def test_stride_16_keeps_the_papers_8x8_map_at_half_the_input_size():
+    model = tiny(input_size=128, crop_size=128, output_stride=16).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 128, 128))
+    assert model.feature_map(torch.randn(1, 3, 128, 128)).shape == (1, 16, 8, 8)
+    assert out["aux"]["attention_map"].shape == (1, 8, 8)  # the paper: 256 px / 32
 
 
 def test_full_config_is_the_papers():

@@ -278,3 +278,21 @@ def test_init_starts_from_a_checkpoint_and_refuses_another_family(trained, tmp_p
     assert main(["train", "--recipe", str(recipe), "--out", str(tmp_path / "x"), "--init", str(wrong),
                  "--no-progress"]) == 2
     assert "not 'tiny'" in capsys.readouterr().err
+
+
+def test_channels_last_trains_the_same_model_and_saves_plain_tensors(trained, tmp_path):
+    recipe = write_recipe(tmp_path, train={"channels_last": True})
+    out = tmp_path / "nhwc"
+    assert main(["train", "--recipe", str(recipe), "--out", str(out), "--no-progress"]) == 0
+    nhwc = load_file(str(out / "last" / "model.safetensors"))
+    plain = load_file(str(trained["full"] / "last" / "model.safetensors"))
+    assert nhwc.keys() == plain.keys()
+    conv = [k for k, v in nhwc.items() if v.ndim == 4]
+    assert conv and all(nhwc[k].is_contiguous() for k in conv)
+    losses = [[json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()
+               if json.loads(line)["type"] == "train"] for run in (out, trained["full"])]
+    assert len(losses[0]) == 6 and losses[0] == pytest.approx(losses[1], rel=1e-4)  # the same six steps
+    from detectors import create_detector
+
+    loaded = create_detector("tiny_test", str(out / "last"))  # strict load of the NHWC-trained weights
+    assert torch.equal(loaded.body[0].weight, nhwc["body.0.weight"])

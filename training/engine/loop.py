@@ -90,6 +90,10 @@ class Trainer:
         self.accelerator = Accelerator(cpu=cpu, mixed_precision=mixed,
                                        kwargs_handlers=[DistributedDataParallelKwargs(
                                            find_unused_parameters=bool(train.get("find_unused_parameters", True)))])
+        if train.get("channels_last"):
+            # Convolutions follow their weights' memory format, so the inputs need no conversion;
+            # saving makes every tensor contiguous again (detectors.base, engine.state).
+            self.model.to(memory_format=torch.channels_last)
         if train.get("deterministic"):
             torch.backends.cudnn.deterministic = True
             torch.backends.cudnn.benchmark = False
