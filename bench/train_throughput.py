@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     n_train = sum(q.numel() for q in model.parameters() if q.requires_grad) / 1e6
     print(f"{recipe['detector']} stage {stage.name}: {n_params:.2f} M parameters ({n_train:.2f} M trained), "
           f"input {model.config.input_size}px, batch {bs}, device {acc.device}, precision {mixed}, "
-          f"threads {torch.get_num_threads()}, channels_last {bool(settings['channels_last'])}, data {'synthetic' if args.synthetic else 'recipe'} ({len(data)} items)")
+          f"threads {torch.get_num_threads()}, channels_last {bool(settings['channels_last'])}, "
+          f"data {'synthetic' if args.synthetic else 'recipe'} ({len(data)} items)")
 
     def batches():
         while True:
