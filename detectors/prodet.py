@@ -145,8 +145,8 @@ class ProDetDetector(Detector):
                              f"got {config.input_size}")
         import timm
 
-        extra = {} if stride == 32 else {"output_stride": stride}
-        self.backbone = timm.create_model(config.backbone, pretrained=False, num_classes=0, global_pool="", **extra)
+        self.backbone = timm.create_model(config.backbone, pretrained=False, num_classes=0, global_pool="",
+                                          output_stride=stride)
         dim, hidden = config.feature_dim, config.head_dim
         self.side = config.input_size // stride
         self.adjust = nn.Conv2d(self.backbone.num_features, dim, 1)
