@@ -62,13 +62,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from timm.layers import PatchEmbed
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
 from .base import Detector
 from .config import IMAGENET_MEAN, IMAGENET_STD, DetectorConfig
+from .conv_stem import make_patch_stem
 from .registry import register_detector
 
 _NORM = partial(nn.LayerNorm, eps=1e-6)
@@ -100,6 +100,10 @@ class RFFRConfig(DetectorConfig):
     vit_heads: int = 12
     keep_prob: float = 0.25
     mlp_ratio: float = 4.0
+    #: the detector ViTs' patch embedding: ``linear`` (ViT patchify, the paper's) or ``conv``
+    #: (a convolutional stem, for ViTs trained from scratch; ``detectors.conv_stem``)
+    patch_stem: str = "linear"
+    stem_width: int = 24
 
     @property
     def grid(self) -> int:
@@ -283,9 +287,13 @@ class TokenViT(VisionTransformer):
 
 
 def _token_vit(cfg: RFFRConfig) -> TokenViT:
-    return TokenViT(img_size=cfg.input_size, patch_size=cfg.patch_size, num_classes=0, embed_dim=cfg.vit_dim,
-                    depth=cfg.vit_depth, num_heads=cfg.vit_heads, mlp_ratio=cfg.mlp_ratio, qkv_bias=True,
-                    norm_layer=_NORM)
+    vit = TokenViT(img_size=cfg.input_size, patch_size=cfg.patch_size, num_classes=0, embed_dim=cfg.vit_dim,
+                   depth=cfg.vit_depth, num_heads=cfg.vit_heads, mlp_ratio=cfg.mlp_ratio, qkv_bias=True,
+                   norm_layer=_NORM)
+    stem = make_patch_stem(cfg.patch_stem, 3, cfg.vit_dim, cfg.patch_size, cfg.stem_width)
+    if stem is not None:
+        vit.patch_embed.proj = stem
+    return vit
 
 
 class RFFRDetector(Detector):
@@ -374,7 +382,7 @@ class RFFRDetector(Detector):
 
     @torch.no_grad()
     def init_vits_from_mim(self) -> bool:
-        """Start both detector ViTs from the stage-1 MAE encoder (when their sizes match).
+        """Start both detector ViTs from the stage-1 MAE encoder (same sizes, linear patch stem).
 
         The offline stand-in for the paper's ImageNet-21k start: a ViT pre-trained by masked
         image modeling on real faces. The image ViT sees ImageNet-normalised input while the MAE
@@ -382,7 +390,7 @@ class RFFRDetector(Detector):
         the start it computes exactly the MAE encoder's features of the face.
         """
         c = self.config
-        if (c.mae_dim, c.mae_depth, c.mae_heads) != (c.vit_dim, c.vit_depth, c.vit_heads):
+        if (c.mae_dim, c.mae_depth, c.mae_heads) != (c.vit_dim, c.vit_depth, c.vit_heads) or c.patch_stem != "linear":
             return False
         mim = self.mim
         for vit in (self.image_vit, self.residual_vit):

@@ -63,6 +63,7 @@ from torch import nn
 
 from .base import Detector
 from .config import DetectorConfig
+from .conv_stem import make_patch_stem
 from .registry import register_detector
 
 log = logging.getLogger(__name__)
@@ -229,6 +230,9 @@ class VlffdConfig(DetectorConfig):
     std: tuple[float, ...] = CLIP_STD
     pretrained_weights: str = CLIP_NAME
     patch_size: int = 16
+    #: ``linear`` (ViT patchify, the paper's) or ``conv`` (a convolutional stem for from-scratch demos)
+    patch_stem: str = "linear"
+    stem_width: int = 24
     vision_width: int = 768
     vision_layers: int = 12
     vision_heads: int = 12
@@ -278,6 +282,9 @@ class VlffdDetector(Detector):
         for cfg in (vision_cfg, text_cfg):
             cfg._attn_implementation = "sdpa"
         self.vision = CLIPVisionModelWithProjection(vision_cfg)
+        stem = make_patch_stem(config.patch_stem, 3, config.vision_width, config.patch_size, config.stem_width)
+        if stem is not None:
+            self.vision.vision_model.embeddings.patch_embedding = stem
         self.text = CLIPTextModelWithProjection(text_cfg)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / config.init_temperature)))
         self.head = nn.Linear(config.embed_dim, 2)
@@ -402,6 +409,8 @@ class VlffdDetector(Detector):
         """Fill both towers from CLIP weights on the Hub (for a user online; full shapes only)."""
         from transformers import CLIPTextModelWithProjection, CLIPVisionModelWithProjection
 
+        if self.config.patch_stem != "linear":
+            raise ValueError("CLIP weights need the linear patch stem (patch_stem='linear')")
         name = name or self.config.pretrained_weights
         self.vision.load_state_dict(CLIPVisionModelWithProjection.from_pretrained(name).state_dict())
         self.text.load_state_dict(CLIPTextModelWithProjection.from_pretrained(name).state_dict())
@@ -420,7 +429,7 @@ class _OffsetWordTokenizer(SentenceTokenizer):
         return out, mask
 
 
-DEMO = dict(input_size=96, patch_size=8, crop_size=128, crop_margin=1.3, vision_width=128, vision_layers=4,
+DEMO = dict(input_size=96, patch_size=8, patch_stem="conv", crop_size=128, crop_margin=1.3, vision_width=128, vision_layers=4,
             vision_heads=4, vision_mlp=512, text_width=64, text_layers=2, text_heads=2, text_mlp=256,
             text_context=16, embed_dim=128, tokenizer="word", pretrained_weights="")
 

@@ -60,7 +60,8 @@ class RFFRMethod(TrainingMethod):
             model.mim.load_state_dict(mim, strict=True)
         if options.get("init_vits_from_mim", False):
             if not model.init_vits_from_mim():
-                raise ValueError("init_vits_from_mim needs vit_dim/depth/heads equal to the MAE encoder's")
+                raise ValueError("init_vits_from_mim needs vit_dim/depth/heads equal to the MAE encoder's "
+                                 "and the linear patch stem (model.patch_stem=linear)")
 
     def loss(self, model: nn.Module, batch: dict[str, Any], stage: Stage) -> dict[str, torch.Tensor]:
         image = batch["image"]

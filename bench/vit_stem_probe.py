@@ -1,0 +1,112 @@
+"""Does a from-scratch ViT start learning? The VLFFD demo tower with each patch stem, and a CNN.
+
+The task is the easiest the forgery engine makes: reals against autoencoder deepfakes, no
+augmentation, a fixed set of training faces held in memory. Each model trains with the VLFFD
+demo's optimizer settings (AdamW, wd 0.05, betas 0.9/0.98, 20 warm-up steps, cosine) on
+cross-entropy of its coarse verdict, and the validation AUC is printed every ``--every`` steps.
+Measured on 2 cores (1529 training / 171 validation faces, 96 px): the linear patchify tower
+stays at 0.45-0.55 for 300 steps (lr 5e-4 and 2e-3, CLS or mean pooling, timm's ViT alike),
+a 4-block CNN reaches 0.90 at step 100, and the same ViT with a convolutional stem 0.93 at
+step 200.
+
+    flock /tmp/forgerylens-heavy.lock .venv/bin/python bench/vit_stem_probe.py --steps 200
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from detectors.registry import build_detector  # noqa: E402
+from training.data.artifact_check import tiny_cnn  # noqa: E402
+from training.data.build import build_dataset  # noqa: E402
+
+
+def load_split(config, split: str, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Up to ``limit`` faces of ``split`` (half real, half autoencoder), without augmentation."""
+    ds = build_dataset({"kinds": {"real": 0.5, "ae": 0.5}, "augment": False}, config, split, seed=0)
+    items = [ds[i] for i in range(min(limit, len(ds)))]
+    return torch.stack([it["image"] for it in items]), torch.stack([it["label"] for it in items])
+
+
+class Verdict(nn.Module):
+    """Fake-minus-real logit of a model (a detector's coarse head, or a 1-logit CNN)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        if isinstance(out, dict):
+            logits = out["logits"]
+            return logits[:, 1] - logits[:, 0]
+        return out[:, 0]
+
+
+@torch.no_grad()
+def auc(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    model.eval()
+    scores = torch.cat([model(x[i:i + 128]) for i in range(0, len(x), 128)])
+    model.train()
+    return float(roc_auc_score(y.numpy(), scores.numpy()))
+
+
+def train(name: str, model: nn.Module, data, steps: int, lr: float, every: int, batch: int = 32) -> None:
+    xtr, ytr, xva, yva = data
+    torch.manual_seed(0)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05, betas=(0.9, 0.98))
+    warm = 20
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    g = torch.Generator().manual_seed(0)
+    start = time.perf_counter()
+    model.train()
+    for step in range(1, steps + 1):
+        idx = torch.randint(len(xtr), (batch,), generator=g)
+        loss = F.binary_cross_entropy_with_logits(model(xtr[idx]), ytr[idx].float())
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if step % every == 0:
+            print(f"{name:>18}  step {step:4d}  loss {loss.item():.3f}  val AUC {auc(model, xva, yva):.3f}  "
+                  f"{time.perf_counter() - start:5.0f} s", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--every", type=int, default=50)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--limit", type=int, default=1600, help="training faces held in memory")
+    ap.add_argument("--models", nargs="+", default=["vit-linear-stem", "vit-conv-stem", "cnn"])
+    args = ap.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    config = build_detector("vlffd_demo").config
+    data = (*load_split(config, "train", args.limit), *load_split(config, "val", args.limit))
+    print(f"{len(data[0])} training / {len(data[2])} validation faces at {config.input_size} px", flush=True)
+    for name in args.models:
+        torch.manual_seed(0)
+        if name == "cnn":
+            model = tiny_cnn()
+        else:
+            model = build_detector("vlffd_demo", patch_stem=name.split("-")[1])
+        train(name, Verdict(model), data, args.steps, args.lr, args.every)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
