@@ -53,6 +53,7 @@ from torch import nn
 
 from .base import Detector
 from .config import DetectorConfig
+from .conv_stem import make_patch_stem
 from .registry import register_detector
 
 PSEUDO_WORD = "[*]"
@@ -103,6 +104,10 @@ class AntifakePromptConfig(DetectorConfig):
     vision_heads: int = 16
     vision_mlp: int = 6144
     patch_size: int = 14
+    #: ``linear`` (ViT patchify, the paper's) or ``conv`` (a convolutional stem for a vision
+    #: encoder trained from scratch; ``detectors.conv_stem``)
+    patch_stem: str = "linear"
+    stem_width: int = 24
     # Q-Former (BERT-base with cross-attention every other layer)
     num_query_tokens: int = 32
     qformer_hidden: int = 768
@@ -238,6 +243,11 @@ class AntifakePromptDetector(Detector):
             vlm = InstructBlipForConditionalGeneration(instructblip_config(config))
             with torch.no_grad():  # BLIP-2's query init (transformers zeroes them, fine only for loading)
                 vlm.query_tokens.normal_(0.0, 0.02)
+            stem = make_patch_stem(config.patch_stem, 3, config.vision_hidden, config.patch_size, config.stem_width)
+            if stem is not None:
+                vlm.vision_model.embeddings.patch_embedding = stem
+        elif config.patch_stem != "linear":
+            raise ValueError("a pretrained InstructBLIP has the linear patch stem (patch_stem='linear')")
         vlm.qformer.embeddings.word_embeddings = PseudoWordEmbedding(vlm.qformer.embeddings.word_embeddings)
         vlm.language_model.set_input_embeddings(PseudoWordEmbedding(vlm.language_model.get_input_embeddings()))
         dtype = getattr(torch, config.dtype)

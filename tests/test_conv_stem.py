@@ -60,3 +60,23 @@ def test_rffr_conv_stem_feeds_the_token_vits_and_blocks_the_mae_start():
     assert out["logits"].shape == (2, 2)
     assert not conv.init_vits_from_mim()
     assert build_detector("rffr_demo", **tiny).init_vits_from_mim()
+
+
+def test_antifake_prompt_conv_stem_is_frozen_with_its_statistics_in_the_prompt_stage():
+    from training.methods import get_method
+
+    tiny = dict(input_size=32, patch_size=16, vision_hidden=32, vision_layers=1, vision_heads=2, vision_mlp=64,
+                num_query_tokens=4, qformer_hidden=32, qformer_layers=1, qformer_heads=2, qformer_mlp=64,
+                lm_hidden=32, lm_layers=1, lm_heads=2, lm_mlp=64, patch_stem="conv", stem_width=4)
+    torch.manual_seed(0)
+    model = build_detector("antifake_prompt_demo", **tiny).train()
+    stem = model.vlm.vision_model.embeddings.patch_embedding
+    assert isinstance(stem, ConvStem)
+    method = get_method("antifake_prompt", {"method": {"init_word": "real"}})
+    pretrain, prompt = method.stages()
+    batch = {"image": torch.randn(2, 3, 32, 32), "label": torch.tensor([0, 1])}
+    stats = [b.clone() for b in stem.buffers()]
+    assert torch.isfinite(method.loss(model, batch, prompt)["loss"])
+    assert all(torch.equal(a, b) for a, b in zip(stats, stem.buffers()))  # frozen means eval-mode BN too
+    with pytest.raises(ValueError, match="linear patch stem"):
+        type(model)(model.config, vlm=model.vlm)

@@ -113,6 +113,7 @@ class AntifakePromptMethod(TrainingMethod):
     def loss(self, model: nn.Module, batch: dict[str, Any], stage: Stage) -> dict[str, torch.Tensor]:
         image = batch["image"]
         if stage.name != "pretrain":
+            model.vlm.eval()  # frozen: also keeps a conv stem's batch-norm statistics as pre-trained
             questions = [model.config.prompt] * image.shape[0]
             answers = detection_answers(batch["label"], tuple(model.config.answers))
             return {"loss": model.answer_loss(image, questions, answers)}
