@@ -1,10 +1,10 @@
 """A convolutional stem that stands in for a ViT's patchify layer in the from-scratch demos.
 
 A ViT embeds each ``p x p`` patch with one linear map (a ``Conv2d`` with kernel = stride = p).
-Started from random weights on the project's few thousand faces, such ViTs stay at chance: the
+Started from random weights on the project's ~1500 training faces, such ViTs stay at chance: the
 demo ViTs of RFFR, AntifakePrompt and VLFFD did not fit even their training forgeries in up to
 1500 steps, while a 4-block CNN separated the same real and autoencoder faces (AUC 1.00 at
-step 250). With this stem, the same 4-layer ViT reached 0.93 at step 200 (see
+step 250). With this stem, VLFFD's 4-layer demo tower reached 0.91 at step 200 (see
 ``bench/vit_stem_probe.py``). This is the convolutional stem of Xiao et al., "Early
 Convolutions Help Transformers See Better" (NeurIPS 2021): stacked 3x3 convolutions with batch
 norm in place of the patchify layer, the transformer unchanged. The papers start their ViTs
