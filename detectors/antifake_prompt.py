@@ -33,6 +33,10 @@ Deviations and choices where the paper is silent:
 - The demo carries BLIP-2's image-text matching head on the Q-Former (``itm_head``, pre-training
   only; the full model has none): without it the from-scratch Q-Former passed almost no image
   evidence. Even so the shipped demo sits near chance (see its model card).
+- ``patch_stem="conv"`` puts a convolutional stem in place of the vision encoder's patchify
+  layer (:mod:`detectors.conv_stem`): from random weights a patchify ViT did not start learning
+  the project's forgeries. Option only; the shipped demo predates it (``linear``). The prompt
+  stage keeps the whole VLM in eval mode, so a stem's batch-norm statistics stay frozen too.
 - One word-level vocabulary serves both the Q-Former and the language model in the demo (the
   full model uses BERT's and LLaMA's tokenizers); ``[*]`` is appended after the base vocabulary
   in both, so its id is the base vocabulary size, as in the authors' code.

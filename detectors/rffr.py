@@ -49,6 +49,9 @@ Choices where the paper is silent or where we deviate:
   start from the stage-1 MAE encoder (same width/depth in the demo), the image ViT with the
   ImageNet normalisation folded into its patch embedding (:meth:`init_vits_from_mim`). The
   buffer ``vits_from_mim`` records that this happened, so a resumed run does not redo it.
+* **Convolutional stem (option).** ``patch_stem="conv"`` gives both detector ViTs a
+  convolutional stem in place of the patchify layer (:mod:`detectors.conv_stem`; the MAE keeps
+  its patchify, which masking needs); such ViTs cannot start from the MAE encoder.
 * **Demo status.** The shipped demo checkpoint is at chance (held-out AUC ~0.56): in ~5 CPU
   minutes the tiny ViT pair did not learn, with or without the MAE start; see its model card.
 * ``aux["residual_energy"]`` (mean squared residual over the 16 blocks) is the stage-1-only

@@ -17,7 +17,9 @@ text could not be read from this machine. Every open choice, as implemented here
   ``full`` = the ViT-B/16 @ 224 px + 12-layer/512-wide text shapes of
   ``openai/clip-vit-base-patch16`` (built from a config, no download; a user online starts
   from those weights with :meth:`VlffdDetector.load_pretrained_clip`). ``demo`` = the same
-  two towers, scaled down (ViT patch 8 @ 96 px, 2-layer text tower) and trained from scratch.
+  two towers, scaled down (ViT patch 8 @ 96 px, 2-layer text tower) and trained from scratch,
+  with a convolutional stem in place of the patchify layer (``patch_stem``; from random
+  weights the patchify ViT did not start learning, see :mod:`detectors.conv_stem`).
 - Coarse head: a linear layer on the (un-normalised) projected image embedding -> 2 logits;
   ``prob_fake`` comes from this head only (the paper's binary verdict).
 - Fine task: symmetric InfoNCE between L2-normalised image and sentence embeddings with a
@@ -442,7 +444,8 @@ def vlffd_full(**overrides: Any) -> VlffdDetector:
 
 @register_detector
 def vlffd_demo(**overrides: Any) -> VlffdDetector:
-    """The same towers scaled down for 2 CPU cores: ViT patch 8 @ 96 px, word-level text tower."""
+    """The same towers scaled down for 2 CPU cores: ViT patch 8 @ 96 px on a convolutional stem,
+    word-level text tower."""
     cfg = VlffdConfig(name="vlffd_demo").updated(**DEMO)
     cfg = cfg.updated(**overrides)
     if cfg.tokenizer == "word" and "text_vocab_size" not in overrides:
