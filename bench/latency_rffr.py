@@ -24,10 +24,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--names", nargs="*", default=["rffr_demo", "rffr_full"])
+    parser.add_argument("--patch-stem", default="linear", choices=("linear", "conv"),
+                        help="the detector ViTs' patch embedding (the shipped demo has conv)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for name in args.names:
-        model = build_detector(name).eval()
+        model = build_detector(name, patch_stem=args.patch_stem).eval()
         size = model.config.input_size
         x = torch.randn(1, 3, size, size)
         params = sum(p.numel() for p in model.parameters()) / 1e6
@@ -39,7 +41,7 @@ def main() -> None:
             model.config.dense_map = False
             no_ring = statistics.median(time_ms(lambda: model(x), repeats))
             model.config.dense_map = True
-        print(f"{name}: {size}px, {params:.1f} M params ({mim:.1f} M MAE): forward {full:.0f} ms "
+        print(f"{name} ({args.patch_stem} stem): {size}px, {params:.1f} M params ({mim:.1f} M MAE): forward {full:.0f} ms "
               f"(without the 4 border passes {no_ring:.0f} ms; 16-block residual alone {blocks:.0f} ms), "
               f"batch 1, {args.threads} threads, median of {repeats}")
 

@@ -181,12 +181,13 @@ def test_full_config_is_the_papers():
 @pytest.mark.needs_data
 def test_shipped_demo_loads():
     model = create_detector("rffr_demo")
-    assert model.source == "demo" and 0 < model.config.threshold < 1 and float(model.vits_from_mim) == 1
+    assert model.source == "demo" and 0 < model.config.threshold < 1
+    assert model.config.patch_stem == "conv" and float(model.vits_from_mim) == 0  # conv-stem ViTs from scratch
 
 
 @pytest.mark.needs_data
-@pytest.mark.xfail(reason="the shipped demo checkpoint is at chance (held-out AUC 0.56, see its model card); "
-                          "the ViT pair did not learn within the CPU training budget", strict=False)
+@pytest.mark.xfail(reason="the shipped demo checkpoint reaches held-out AUC 0.74 (autoencoder fakes 0.99, blends "
+                          "0.59; see its model card), short of 0.8", strict=False)
 def test_shipped_demo_separates_held_out_forgeries():
     from sklearn.metrics import roc_auc_score
 
