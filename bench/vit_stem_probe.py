@@ -3,24 +3,23 @@
 By default the task is the easiest the forgery engine makes: reals against autoencoder
 deepfakes, one fixed draw of training faces held in memory (``--augment`` applies the recipes'
 augmentation to that draw; ``--kinds`` picks another mix). Each model trains with the VLFFD
-demo's optimizer settings (AdamW, wd 0.05, betas 0.9/0.98, 20 warm-up steps, cosine) on
-cross-entropy of its coarse verdict; validation AUC every ``--every`` steps.
+demo recipe's optimizer and schedule (AdamW, wd 0.05, betas 0.9/0.98, 20 warm-up steps, cosine;
+the engine's own builders) on cross-entropy of its coarse verdict; validation AUC every
+``--every`` steps.
 
-Measured on 2 cores (1529 training / 171 validation faces, 96 px, lr 5e-4):
+Measured on 2 cores (1529 training / 171 validation faces, 96 px, lr 5e-4), reals vs
+autoencoder fakes with ``--augment``: the conv-stem tower 0.55 / 0.96 / 0.96 at steps 100 / 200 /
+300 (``--steps 300``); the linear patchify tower 0.46-0.53 over 200 steps. Earlier stand-alone
+loops with the same settings agree: the patchify tower stayed at 0.45-0.55 for 300 steps also at
+lr 2e-3, with mean pooling instead of CLS, and as timm's ViT; a 4-block CNN reached 0.90 at step
+100. With blends in the mix (same loop, 300 steps) the conv-stem tower had not started: 0.53
+with ``--kinds real=0.5,ae=0.3,sbi=0.1,donor=0.1 --augment``, 0.46 with VLFFD's own mix.
 
-- reals vs autoencoder fakes: the linear patchify tower stays at 0.45-0.55 for 300 steps (also
-  at lr 2e-3, with mean pooling instead of CLS, and as timm's ViT); a 4-block CNN reaches 0.90
-  at step 100; the conv-stem tower 0.91 at step 200 with ``--augment`` (a stand-alone timm
-  ViT on a 3-block CNN stem: 0.93 at step 200 without).
-- with blends in the mix the conv-stem tower has not started by step 300: 0.53 with
-  ``--kinds real=0.5,ae=0.3,sbi=0.1,donor=0.1 --augment``, 0.46 with VLFFD's own mix.
-
-    flock /tmp/forgerylens-heavy.lock .venv/bin/python bench/vit_stem_probe.py --steps 200
+    flock /tmp/forgerylens-heavy.lock .venv/bin/python bench/vit_stem_probe.py --steps 300 --augment
 """
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -32,9 +31,13 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from detectors.base import Detector  # noqa: E402
 from detectors.registry import build_detector  # noqa: E402
 from training.data.artifact_check import tiny_cnn  # noqa: E402
 from training.data.build import build_dataset  # noqa: E402
+from training.engine.optim import build_optimizer, build_scheduler  # noqa: E402
+from training.metrics import auc as roc_auc  # noqa: E402
+from training.recipes import load_recipe  # noqa: E402
 
 
 def load_split(config, split: str, limit: int, kinds: dict[str, float], augment: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,30 +55,26 @@ class Verdict(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.model(x)
-        if isinstance(out, dict):
-            logits = out["logits"]
+        if isinstance(self.model, Detector):
+            logits = self.model(x, sentences=False)["logits"]  # the coarse head only, no text tower
             return logits[:, 1] - logits[:, 0]
-        return out[:, 0]
+        return self.model(x)[:, 0]
 
 
 @torch.no_grad()
-def auc(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    from sklearn.metrics import roc_auc_score
-
+def val_auc(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
     scores = torch.cat([model(x[i:i + 128]) for i in range(0, len(x), 128)])
     model.train()
-    return float(roc_auc_score(y.numpy(), scores.numpy()))
+    return roc_auc(scores.tolist(), y.tolist())
 
 
-def train(name: str, model: nn.Module, data, steps: int, lr: float, every: int, batch: int = 32) -> None:
+def train(name: str, model: nn.Module, data, settings: dict, steps: int, every: int) -> None:
     xtr, ytr, xva, yva = data
     torch.manual_seed(0)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05, betas=(0.9, 0.98))
-    warm = 20
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    opt = build_optimizer([{"params": list(model.parameters())}], settings)
+    sched = build_scheduler(opt, settings, steps)
+    batch = int(settings["batch_size"])
     g = torch.Generator().manual_seed(0)
     start = time.perf_counter()
     model.train()
@@ -84,11 +83,11 @@ def train(name: str, model: nn.Module, data, steps: int, lr: float, every: int, 
         loss = F.binary_cross_entropy_with_logits(model(xtr[idx]), ytr[idx].float())
         opt.zero_grad()
         loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        nn.utils.clip_grad_norm_(model.parameters(), float(settings["grad_clip"]))
         opt.step()
         sched.step()
         if step % every == 0:
-            print(f"{name:>18}  step {step:4d}  loss {loss.item():.3f}  val AUC {auc(model, xva, yva):.3f}  "
+            print(f"{name:>18}  step {step:4d}  loss {loss.item():.3f}  val AUC {val_auc(model, xva, yva):.3f}  "
                   f"{time.perf_counter() - start:5.0f} s", flush=True)
 
 
@@ -96,13 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--every", type=int, default=50)
-    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--lr", type=float, default=None, help="default: the VLFFD demo recipe's")
     ap.add_argument("--limit", type=int, default=1600, help="training faces held in memory")
     ap.add_argument("--models", nargs="+", default=["vit-linear-stem", "vit-conv-stem", "cnn"])
     ap.add_argument("--kinds", default="real=0.5,ae=0.5", help="forgery kinds and their shares")
     ap.add_argument("--augment", action="store_true", help="the recipes' augmentation (training faces only)")
     args = ap.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    settings = load_recipe("demo", "vlffd_demo")["train"]
+    if args.lr is not None:
+        settings["lr"] = args.lr
     config = build_detector("vlffd_demo").config
     kinds = {k: float(v) for k, v in (part.split("=") for part in args.kinds.split(","))}
     data = (*load_split(config, "train", args.limit, kinds, args.augment),
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             model = tiny_cnn()
         else:
             model = build_detector("vlffd_demo", patch_stem=name.split("-")[1])
-        train(name, Verdict(model), data, args.steps, args.lr, args.every)
+        train(name, Verdict(model), data, settings, args.steps, args.every)
     return 0
 
 
