@@ -120,6 +120,27 @@ def test_synthetic_mix_ratio(monkeypatch):
             break
 
 
+def test_forgery_options_are_checked_before_any_work():
+    from training.data.synthetic import check_forgery_options
+
+    assert check_forgery_options({"ae": {"whole_frame_p": 0.5}}) == {"ae": {"whole_frame_p": 0.5}}
+    assert check_forgery_options(None) == {}
+    with pytest.raises(ValueError, match="unknown kind 'gan'"):
+        check_forgery_options({"gan": {}})
+    with pytest.raises(ValueError, match=r"forgery_options.ae: unknown option\(s\) \['whole_fram'\]"):
+        check_forgery_options({"ae": {"whole_fram": 0.5}})
+
+
+@pytest.mark.needs_data
+def test_forgery_options_reach_the_generator(monkeypatch):
+    monkeypatch.delenv("FORGERY_LENS_CACHE", raising=False)
+    data = {"limit": 12, "kinds": {"ae": 1}, "forgery_options": {"ae": {"whole_frame_p": 1.0}}}
+    ds = build_dataset(data, CFG, "all")
+    f, _ = ds.forgery(0)
+    assert f.meta["whole_frame"] and (f.mask == 1).all()
+    assert (ds[1]["mask"] == 1).all()
+
+
 def test_landmark_cache_keys_by_content_and_remembers_misses(tmp_path, monkeypatch):
     from training.data import landmark_cache as lc
 

@@ -87,6 +87,19 @@ def test_seeds_reproduce(kind, face, donor_face, tiny_ae):
     assert not np.array_equal(a.image, c.image)
 
 
+def test_whole_frame_autoencoder_replaces_the_picture(face, tiny_ae):
+    blended = [_make("ae", face, seed, tiny_ae=tiny_ae) for seed in range(6)]
+    whole = [_make("ae", face, seed, tiny_ae=tiny_ae, whole_frame_p=1.0) for seed in range(6)]
+    for f in whole:
+        assert f.meta["whole_frame"] and f.label == 1 and f.meta["kind"] == "ae"
+        assert (f.mask == 1).all() and (f.weight == 1).all()
+        corner = np.abs(f.image[:12, :12].astype(int) - face.image[:12, :12].astype(int))
+        assert corner.max() > 0, "the background is synthesised too"
+    for f in blended:  # the default leaves the background as it was, and the random stream unchanged
+        assert "whole_frame" not in f.meta and (f.weight == 0).any()
+    np.testing.assert_array_equal(blended[0].image, _make("ae", face, 0, tiny_ae=tiny_ae, whole_frame_p=0.0).image)
+
+
 def test_real_is_unchanged(face):
     f = _make("real", face, 0)
     np.testing.assert_array_equal(f.image, face.image)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from detectors.faces import region_mask
 from detectors.faces import mesh_indices as idx
+from detectors.faces import region_mask
 from detectors.faces.align import five_points, similarity_transform
 
 _INNER = idx.LEFT_EYE + idx.RIGHT_EYE + idx.LEFT_BROW + idx.RIGHT_BROW + idx.NOSE + idx.LIPS

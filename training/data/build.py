@@ -4,7 +4,8 @@
 
 - synthetic pool (default): ``pool`` (folder of real faces, default ``../shared/data/ffhq128-real``
   from the repo root), ``kinds`` (mix over real|sbi|donor|ae|region), ``cycle_kinds``,
-  ``regions``, ``augment``, ``ae_weights``, ``limit``, ``val_fraction``;
+  ``regions``, ``augment``, ``ae_weights``, ``limit``, ``val_fraction``, ``forgery_options``
+  (per-kind generator options, e.g. ``{ae: {whole_frame_p: 0.5}}``);
 - ``folder: DIR`` with ``real/``, ``fake/`` and optional ``masks/``;
 - ``deepfakebench_json: FILE`` with ``dataset``, ``label_map``, optional ``root``,
   ``compression`` (c23), ``frames_per_video``.
@@ -53,4 +54,4 @@ def build_dataset(data_cfg: dict | None, detector_config: Any, split: str, seed:
         _path(cfg.get("pool", DEFAULT_POOL)), detector_config, "all" if split == "test" else split, seed,
         kinds_mix=cfg.get("kinds"), cycle_kinds=bool(cfg.get("cycle_kinds", False)), regions=cfg.get("regions"),
         augment=cfg.get("augment"), ae_weights=str(_path(ae)) if ae else None, limit=cfg.get("limit"),
-        val_fraction=val_fraction)
+        val_fraction=val_fraction, forgery_options=cfg.get("forgery_options"))

@@ -195,11 +195,15 @@ def autoencode(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generato
 
 
 def autoencoder(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator,
-                ae_weights: str | None = None, model=None, sharpen_p: float = 0.5, **_: Any) -> Forgery:
+                ae_weights: str | None = None, model=None, sharpen_p: float = 0.5, whole_frame_p: float = 0.0,
+                **_: Any) -> Forgery:
     """Decode the face with a random decoder of the autoencoder and blend it into the target.
 
     With probability ``sharpen_p`` the decoded face is unsharp-masked first: decoders of a small
     autoencoder are soft, and a detector should learn their up-sampling traces, not their blur.
+    With probability ``whole_frame_p`` (default 0) the decoded frame replaces the whole image,
+    background and hair included, with no blending: an entirely synthesised picture, the way a
+    face generator makes one, rather than a face swapped into a real photo.
     """
     image, pts, s = _check(image, landmarks)
     decoded, dec = autoencode(image, pts, rng, model=model, ae_weights=ae_weights)
@@ -207,6 +211,10 @@ def autoencoder(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generat
     if sharpen:  # so that "smoother than real" is not what gives an autoencoder face away
         soft = cv2.GaussianBlur(decoded, (0, 0), float(rng.uniform(0.8, 1.5)))
         decoded = cv2.addWeighted(decoded, 1 + sharpen, soft, -sharpen, 0)
+    if whole_frame_p > 0 and rng.random() < whole_frame_p:  # no draw at 0: earlier streams stay as they were
+        everything = np.ones((s, s), np.float32)
+        return _finish(kinds.DEEPFAKE, decoded, everything, everything, ["face"], decoder=dec, blend_ratio=1.0,
+                       sharpened=round(sharpen, 2), whole_frame=True)
     m = blend.deform_mask(blend.hull_mask(pts, s, rng), rng, s, blend.eye_distance(pts))
     source = blend.color_transfer(decoded, image, m)
     ratio = float(rng.choice([0.75, 1.0, 1.0, 1.0]))

@@ -9,11 +9,14 @@
   ``cycle_kinds`` item ``i`` gets ``kinds[i % K]``: any run of ``K * n`` consecutive items
   (a batch with ``shuffle=False``) holds ``n`` of each kind; the data set shuffles the images
   itself per epoch, so use ``shuffle=False`` then (:attr:`ordered` is True).
+- Forgery options: ``forgery_options`` passes keyword options to one kind's generator
+  (``{ae: {whole_frame_p: 0.5}}``, see :mod:`training.data.forgery`).
 - Faces are aligned with the detector's crop policy from cached landmarks; files without a face
   are left out of the pool (counted in :attr:`no_face_count`).
 """
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,7 @@ from detectors.faces import load_image
 from . import kinds
 from .augment import AugmentConfig
 from .donors import nearest_neighbours
-from .forgery import DEFAULT_REGIONS, make_forgery
+from .forgery import DEFAULT_REGIONS, GENERATORS, make_forgery
 from .items import crop_face, in_val_split, make_item
 from .landmark_cache import LandmarkCache, list_images
 from .sentences import region_vector
@@ -33,11 +36,29 @@ from .sentences import region_vector
 _VAL_STREAM = 0x7A11  # separates val/all draws from train draws of epoch 0
 
 
+def check_forgery_options(options: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """Per-kind keyword options for the forgery generators (e.g. ``{"ae": {"whole_frame_p": 0.5}}``),
+    checked against each generator's signature so a typo fails before training starts."""
+    options = {str(k): dict(v or {}) for k, v in (options or {}).items()}
+    for kind, opts in options.items():
+        if kind not in GENERATORS:
+            raise ValueError(f"forgery_options: unknown kind {kind!r}; choose from {sorted(GENERATORS)}")
+        accepted = [n for n, p in inspect.signature(GENERATORS[kind]).parameters.items()
+                    if p.kind is p.POSITIONAL_OR_KEYWORD and n not in ("image", "landmarks", "rng", "regions",
+                                                                      "donors", "model", "ae_weights")]
+        unknown = sorted(set(opts) - set(accepted))
+        if unknown:
+            raise ValueError(f"forgery_options.{kind}: unknown option(s) {unknown}; "
+                             f"accepted: {accepted or 'none'}")
+    return options
+
+
 class SyntheticForgeries(torch.utils.data.Dataset):
     def __init__(self, pool: str | Path, detector_config: Any, split: str = "train", seed: int = 0,
                  kinds_mix: dict[str, float] | None = None, cycle_kinds: bool = False,
                  regions: list[str] | None = None, augment: Any = None, ae_weights: str | None = None,
-                 limit: int | None = None, val_fraction: float = 0.1, donor_k: int = 20) -> None:
+                 limit: int | None = None, val_fraction: float = 0.1, donor_k: int = 20,
+                 forgery_options: dict[str, dict[str, Any]] | None = None) -> None:
         if split not in ("train", "val", "all"):
             raise ValueError(f"split must be train, val or all, not {split!r}")
         self.config = detector_config
@@ -58,6 +79,7 @@ class SyntheticForgeries(torch.utils.data.Dataset):
         self.aug = AugmentConfig.from_cfg(augment)
         self.ae_weights = ae_weights
         self._ae = None
+        self.forgery_options = check_forgery_options(forgery_options)
 
         files = list_images(pool)
         if limit:
@@ -130,7 +152,7 @@ class SyntheticForgeries(torch.utils.data.Dataset):
         if kind in ("donor", "region") and self.neighbours.shape[1]:
             d = int(self.neighbours[j][int(rng.integers(self.neighbours.shape[1]))])
             donors = [self.aligned(d)]
-        options = {"model": self._autoencoder()} if kind == "ae" else {}
+        options = {**self.forgery_options.get(kind, {}), **({"model": self._autoencoder()} if kind == "ae" else {})}
         f = make_forgery(kind, crop, pts, rng, regions=self.regions, donors=donors, **options)
         f.meta["file"] = self.files[j].name
         return f, rng
