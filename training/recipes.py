@@ -13,6 +13,7 @@ model, and :data:`TRAIN_DEFAULTS` for the loop. Schema (every section optional e
       kinds: {real: 1, sbi: 1}            # mix of forgery kinds (training/data/kinds.py names)
       cycle_kinds: false
       augment: true
+      forgery_options: {ae: {whole_frame_p: 0.5}}  # per-kind generator options (training/data/forgery.py)
       limit: 0                            # 0 = all
       builder: module:function            # optional: a custom dataset factory, same signature
     val_data: {...}               # optional: validation data if not the ``val`` split of ``data``
