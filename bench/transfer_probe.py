@@ -25,52 +25,27 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.vit_stem_probe import Verdict, val_auc  # noqa: E402
+from bench.vit_stem_probe import Verdict, load_tensors, train  # noqa: E402
 from detectors.registry import build_detector  # noqa: E402
 from training.data.artifact_check import tiny_cnn  # noqa: E402
-from training.data.build import build_dataset  # noqa: E402
-from training.engine.optim import build_optimizer, build_scheduler  # noqa: E402
 from training.recipes import load_recipe  # noqa: E402
-
-
-def tensors(data: dict, config, split: str, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
-    ds = build_dataset(data, config, split, seed=0)
-    items = [ds[i] for i in range(min(limit, len(ds)))]
-    return torch.stack([it["image"] for it in items]), torch.stack([it["label"] for it in items])
 
 
 def run_setting(name: str, kinds: dict[str, float], options: dict, config, unseen, args) -> None:
     data = {"kinds": kinds, "forgery_options": options, "augment": True}
-    xtr, ytr = tensors(data, config, "train", args.limit)
-    xva, yva = tensors(data, config, "val", args.limit)
+    splits = (*load_tensors(data, config, "train", args.limit), *load_tensors(data, config, "val", args.limit))
     torch.manual_seed(0)
     model = Verdict(tiny_cnn())
-    settings = {**load_recipe("demo", "prodet_demo")["train"], "lr": args.lr}  # Adam, cosine, 20 warm-up steps
-    opt = build_optimizer([{"params": list(model.parameters())}], settings)
-    sched = build_scheduler(opt, settings, args.steps)
-    g = torch.Generator().manual_seed(0)
-    start = time.perf_counter()
-    for step in range(1, args.steps + 1):
-        idx = torch.randint(len(xtr), (32,), generator=g)
-        loss = F.binary_cross_entropy_with_logits(model(xtr[idx]), ytr[idx].float())
-        opt.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        if step % args.every == 0:
-            print(f"{name:>14}  step {step:4d}  loss {loss.item():.3f}  held-out AUC {val_auc(model, xva, yva):.3f}  "
-                  f"unseen AUC {val_auc(model, *unseen):.3f}  {time.perf_counter() - start:4.0f} s", flush=True)
+    # ProDet's demo schedule (Adam, cosine, 20 warm-up steps) with this bench's batch, lr and clipping
+    settings = {**load_recipe("demo", "prodet_demo")["train"], "lr": args.lr, "batch_size": 32, "grad_clip": 1.0}
+    train(name, model, splits, settings, args.steps, args.every, also={"unseen": unseen})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=1600, help="training faces held in memory")
     args = ap.parse_args(argv)
     config = build_detector("prodet_demo").config
-    unseen = tensors({"folder": args.unseen}, config, "test", 10_000)
+    unseen = load_tensors({"folder": args.unseen}, config, "test", 10_000)
     print(f"unseen: {len(unseen[0])} faces from {args.unseen}", flush=True)
     for name, kinds_text, options_text in args.setting:
         kinds = {k: float(v) for k, v in (part.split("=") for part in kinds_text.split(","))}

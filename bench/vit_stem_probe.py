@@ -42,7 +42,12 @@ from training.recipes import load_recipe  # noqa: E402
 
 def load_split(config, split: str, limit: int, kinds: dict[str, float], augment: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Up to ``limit`` faces of ``split`` (one fixed draw; augmented once when ``augment``)."""
-    ds = build_dataset({"kinds": kinds, "augment": augment}, config, split, seed=0)
+    return load_tensors({"kinds": kinds, "augment": augment}, config, split, limit)
+
+
+def load_tensors(data: dict, config, split: str, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images and labels of up to ``limit`` items of ``build_dataset(data, ...)``, held in memory."""
+    ds = build_dataset(data, config, split, seed=0)
     items = [ds[i] for i in range(min(limit, len(ds)))]
     return torch.stack([it["image"] for it in items]), torch.stack([it["label"] for it in items])
 
@@ -69,7 +74,9 @@ def val_auc(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return roc_auc(scores.tolist(), y.tolist())
 
 
-def train(name: str, model: nn.Module, data, settings: dict, steps: int, every: int) -> None:
+def train(name: str, model: nn.Module, data, settings: dict, steps: int, every: int,
+          also: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None) -> None:
+    """Cross-entropy on the training draw; validation AUC (and AUC on each set in ``also``) every ``every`` steps."""
     xtr, ytr, xva, yva = data
     torch.manual_seed(0)
     opt = build_optimizer([{"params": list(model.parameters())}], settings)
@@ -87,7 +94,8 @@ def train(name: str, model: nn.Module, data, settings: dict, steps: int, every: 
         opt.step()
         sched.step()
         if step % every == 0:
-            print(f"{name:>18}  step {step:4d}  loss {loss.item():.3f}  val AUC {val_auc(model, xva, yva):.3f}  "
+            extra = "".join(f"  {k} AUC {val_auc(model, *xy):.3f}" for k, xy in (also or {}).items())
+            print(f"{name:>18}  step {step:4d}  loss {loss.item():.3f}  val AUC {val_auc(model, xva, yva):.3f}{extra}  "
                   f"{time.perf_counter() - start:5.0f} s", flush=True)
 
 
