@@ -54,7 +54,8 @@ Choices where the paper is silent or where we deviate:
   its patchify, which masking needs); such ViTs cannot start from the MAE encoder.
 * **Demo status.** With the patchify stem the tiny ViT pair never left chance (held-out AUC
   ~0.56, with or without the MAE start). The shipped demo checkpoint has the conv stem: held-out
-  AUC 0.79 after 1000 + 750 detector steps (autoencoder fakes 0.99, blends 0.64-0.69); see its model card.
+  AUC 0.80 after 1000 + 750 + 600 detector steps and 300 more with block sampling off
+  (``keep_prob=1.0``; autoencoder fakes 0.999, blends 0.68-0.70); see its model card.
 * ``aux["residual_energy"]`` (mean squared residual over the 16 blocks) is the stage-1-only
   score used to test the paper's central claim (``bench/rffr_residual_devgan.py``).
 """
