@@ -26,17 +26,22 @@ installed beside this stack). Variants:
 
 Deviations and choices where the paper is silent:
 
-- No pretrained VLM can be downloaded here, so the demo's VLM is first trained from scratch on
-  visual questions about faces that the forgery engine can answer (stage ``pretrain`` in
-  ``training/methods/antifake_prompt.py``) before the paper's method proper (stage ``prompt``:
-  everything frozen, only the ``[*]`` embeddings tuned with the LM loss on "yes"/"no").
-- The demo carries BLIP-2's image-text matching head on the Q-Former (``itm_head``, pre-training
-  only; the full model has none): without it the from-scratch Q-Former passed almost no image
-  evidence. Even so the shipped demo sits near chance (see its model card).
-- ``patch_stem="conv"`` puts a convolutional stem in place of the vision encoder's patchify
-  layer (:mod:`detectors.conv_stem`): from random weights a patchify ViT did not start learning
-  the project's forgeries. Option only; the shipped demo predates it (``linear``). The prompt
-  stage keeps the whole VLM in eval mode, so a stem's batch-norm statistics stay frozen too.
+- No pretrained VLM can be downloaded here, so the demo's VLM is built from scratch the way
+  InstructBLIP's parts were (``training/methods/antifake_prompt.py``): the vision encoder alone
+  first (stages ``vision*``, through a linear forgery-kind head on its mean patch token,
+  ``vision_head``; the stand-in for the pretrained EVA-CLIP encoder), then, with it frozen as
+  InstructBLIP keeps it, the Q-Former and language model on visual questions about faces that
+  the forgery engine can answer (stage ``pretrain``), then the paper's method proper (stage
+  ``prompt``: everything frozen, only the ``[*]`` embeddings tuned with the LM loss on
+  "yes"/"no"). Trained jointly from random weights, the encoder never learned and the answer
+  stayed at chance.
+- The demo carries BLIP-2's image-text matching head on the Q-Former (``itm_head``) and the
+  vision head (``vision_head_classes``), both for its pre-training only; the full model has
+  neither.
+- The demo's vision encoder has a convolutional stem in place of the patchify layer
+  (``patch_stem="conv"``, :mod:`detectors.conv_stem`): from random weights a patchify ViT did
+  not start learning the project's forgeries. The prompt stage keeps the whole VLM in eval mode,
+  so the stem's batch-norm statistics stay frozen too.
 - One word-level vocabulary serves both the Q-Former and the language model in the demo (the
   full model uses BERT's and LLaMA's tokenizers); ``[*]`` is appended after the base vocabulary
   in both, so its id is the base vocabulary size, as in the authors' code.
@@ -141,6 +146,9 @@ class AntifakePromptConfig(DetectorConfig):
     dropout: float = 0.0
     #: BLIP-2's image-text matching head on the Q-Former (demo pre-training from scratch only)
     itm_head: bool = False
+    #: forgery kinds a linear head on the vision encoder's mean token classifies (0: no head):
+    #: the demo's stand-in for the pretrained EVA-CLIP encoder is trained with it first
+    vision_head_classes: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -261,6 +269,8 @@ class AntifakePromptDetector(Detector):
                 table.float()
         self.vlm = vlm
         self.itm_head = nn.Linear(config.qformer_hidden, 2) if config.itm_head else None
+        self.vision_head = (nn.Linear(config.vision_hidden, config.vision_head_classes)
+                            if config.vision_head_classes else None)
         self.lm_tokenizer = self.qformer_tokenizer = None
         self._ids: dict[str, list[int]] = {}
         if config.tokenizer == "word-level":
@@ -383,6 +393,12 @@ class AntifakePromptDetector(Detector):
         if self.itm_head is None:
             raise RuntimeError(f"{self.config.name} has no image-text matching head (itm_head=False)")
         return self.itm_head(self.query_outputs(image_embeds, texts)).mean(1)
+
+    def vision_logits(self, image_embeds: torch.Tensor) -> torch.Tensor:
+        """(B, vision_head_classes) forgery-kind logits from the vision encoder's mean patch token."""
+        if self.vision_head is None:
+            raise RuntimeError(f"{self.config.name} has no vision head (vision_head_classes=0)")
+        return self.vision_head(image_embeds[:, 1:].mean(1))
 
     @torch.no_grad()
     def generate_answer(self, x: torch.Tensor, question: str | None = None, max_new_tokens: int = 12) -> list[str]:
@@ -520,7 +536,7 @@ def demo_config(**overrides) -> AntifakePromptConfig:
         lm_hidden=192, lm_layers=3, lm_heads=4, lm_mlp=384, lm_max_positions=128,
         vocab_size=base, image_token_id=tok.convert_tokens_to_ids("<image>"), bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tokenizer="word-level", dtype="float32",
-        itm_head=True)
+        itm_head=True, vision_head_classes=5, patch_stem="conv")
     return cfg.updated(**overrides)
 
 

@@ -19,7 +19,7 @@ from training.methods.antifake_prompt import (DESCRIBE_QUESTION, KIND_ANSWERS, K
 
 TINY = dict(input_size=32, patch_size=16, vision_hidden=32, vision_layers=2, vision_heads=2, vision_mlp=64,
             num_query_tokens=4, qformer_hidden=32, qformer_layers=1, qformer_heads=2, qformer_mlp=64,
-            lm_hidden=32, lm_layers=1, lm_heads=2, lm_mlp=64)
+            lm_hidden=32, lm_layers=1, lm_heads=2, lm_mlp=64, patch_stem="linear")
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +134,42 @@ def test_method_stages_freeze_all_but_the_soft_prompt(tiny):
     lm_base = tiny.vlm.language_model.get_input_embeddings().base
     assert torch.equal(tiny.soft_prompt_tables(tiny.vlm)[1].weight[0], lm_base.weight[real_id])  # tied to init_word
     tiny.zero_grad(set_to_none=True)
+
+
+def test_vision_stage_trains_the_encoder_then_pretrain_keeps_it_frozen(tiny):
+    from detectors.antifake_prompt import demo_config
+
+    assert (demo_config().patch_stem, AntifakePromptConfig().patch_stem) == ("conv", "linear")
+    assert get_method("antifake_prompt").stages()[0].options["freeze_vision"] is False
+    method = get_method("antifake_prompt", {"method": {"stages": ["vision_warmup", "vision", "pretrain", "prompt"]}})
+    warmup, vision, pretrain, prompt = method.stages()
+    assert (warmup.name, vision.name) == ("vision_warmup", "vision") and pretrain.options["freeze_vision"]
+    with pytest.raises(ValueError, match="no stage"):
+        get_method("antifake_prompt", {"method": {"stages": ["visionary"]}}).stages()
+    encoder = [*tiny.vlm.vision_model.parameters(), *tiny.vision_head.parameters()]
+    assert {id(p) for p in method.trainable_parameters(tiny, vision)} == {id(p) for p in encoder}
+    trainable = {id(p) for p in method.trainable_parameters(tiny, pretrain)}
+    assert not trainable & {id(p) for p in encoder}
+    assert id(tiny.vlm.qformer.encoder.layer[0].crossattention.attention.key.weight) in trainable
+    batch = _batch()
+    tiny.train()
+    tiny.zero_grad(set_to_none=True)
+    loss = method.loss(tiny, batch, vision)["loss"]  # cross-entropy over the batch's forgery kinds
+    loss.backward()
+    assert torch.isfinite(loss) and tiny.vision_head.weight.grad.abs().sum() > 0
+    assert tiny.vlm.qformer.encoder.layer[0].crossattention.attention.key.weight.grad is None
+    tiny.zero_grad(set_to_none=True)
+    method.loss(tiny, batch, pretrain)["loss"].backward()
+    assert all(p.grad is None for p in encoder)  # frozen: no gradient reaches the encoder
+    assert not tiny.vlm.vision_model.training  # and its (batch-norm) statistics stay put
+    tiny.zero_grad(set_to_none=True)
+    tiny.eval()
+    scorer = method.validation_model(tiny, vision)
+    with torch.no_grad():
+        prob = scorer(batch["image"])["prob_fake"]
+        real = tiny.vision_logits(tiny.vision_tokens(batch["image"])).softmax(-1)[:, kinds.REAL]
+    assert torch.allclose(prob, 1 - real)
+    assert method.validation_model(tiny, pretrain) is tiny
 
 
 def test_face_questions_answer_from_the_labels():

@@ -306,7 +306,8 @@ class Trainer:
     @torch.no_grad()
     def _validate(self, val_set, settings: dict[str, Any], stage: Stage, is_last_stage: bool) -> dict[str, Any]:
         acc = self.accelerator
-        result = predict_dataset(self.model, val_set, int(settings["eval_batch_size"] or settings["batch_size"]),
+        scorer = self.method.validation_model(self.model, stage)
+        result = predict_dataset(scorer, val_set, int(settings["eval_batch_size"] or settings["batch_size"]),
                                  accelerator=acc, num_workers=int(settings["num_workers"]))
         p = self.progress
         record = M.detection_metrics(result["scores"], result["labels"], result["video_ids"],

@@ -1,15 +1,24 @@
-"""AntifakePrompt training: two stages of one recipe.
+"""AntifakePrompt training: up to three stages of one recipe.
 
-``pretrain`` (demo only; the full model starts from pretrained InstructBLIP weights and skips
-it): no pretrained VLM exists offline, so the small InstructBLIP learns to answer visual
-questions about faces that the forgery engine can answer from each batch's label, kind,
-region vector and sentence ("Is this photo real?", "Is the nose forged?", "How was this face
-made?", "Which parts of this face are forged?"), plus BLIP-2's image-text matching on the
-engine's sentences (a Q-Former head; without it the from-scratch Q-Former passes almost no
-image information and the language model settles on the answers' prior). The soft prompt is
-not trained here; the
-``[*]`` rows are kept equal to the embedding of ``init_word`` (the authors' optional
-initialisation) so stage 2 starts from it.
+``vision`` and ``pretrain`` are the demo's (the full model starts from pretrained InstructBLIP
+weights and runs only ``prompt``); no pretrained VLM exists offline, so the small InstructBLIP
+is built up the way InstructBLIP's own parts were:
+
+``vision``: the vision encoder alone, standing in for InstructBLIP's pretrained EVA-CLIP
+encoder, learns to tell the forgery engine's kinds apart (real, self-blend, donor blend,
+autoencoder deepfake, region edit) through a linear head on its mean patch token
+(``vision_head``; validation reads 1 - P(real) from it).
+
+``pretrain``: with the vision encoder frozen, as InstructBLIP keeps it, the Q-Former and the
+language model learn to answer visual questions about faces that the engine can answer from
+each batch's label, kind, region vector and sentence ("Is this photo real?", "Is the nose
+forged?", "How was this face made?", "Which parts of this face are forged?"), plus BLIP-2's
+image-text matching (a Q-Former head). Trained jointly from random weights instead
+(``method.stages: [pretrain, prompt]``), the encoder never learned: the image evidence stayed at
+chance at the Q-Former while the same encoder with a linear head on its tokens learned
+(``bench/afp_path_probe.py``). The soft prompt is not trained here; the ``[*]`` rows are kept
+equal to the embedding of ``init_word`` (the authors' optional initialisation) so the prompt
+stage starts from it.
 
 ``prompt`` (the paper's method): everything frozen, only the two ``[*]`` embedding rows
 (Q-Former and language model; 768 + 4096 = 4864 parameters at full size) are tuned with the
@@ -77,6 +86,12 @@ def face_questions(batch: dict[str, Any], generator: torch.Generator | None = No
     return questions, answers
 
 
+def is_vision_stage(name: str) -> bool:
+    """``vision`` and ``vision_<name>`` stages train the vision encoder alone (several of them,
+    each with its own ``stages.<name>`` settings and data mix, make a curriculum)."""
+    return name == "vision" or name.startswith("vision_")
+
+
 def detection_answers(labels: torch.Tensor, answers: tuple[str, ...] = ("yes", "no")) -> list[str]:
     """"yes" for real (0), "no" for fake (1)."""
     return [answers[int(v)] for v in labels.tolist()]
@@ -91,20 +106,37 @@ class AntifakePromptMethod(TrainingMethod):
         return dict(self.recipe.get("method") or {})
 
     def stages(self) -> list[Stage]:
-        """``method.stages`` picks them (the full recipe runs only ``prompt``)."""
+        """``method.stages`` picks them (the full recipe runs only ``prompt``). ``pretrain``
+        keeps the vision encoder frozen when ``method.freeze_vision`` (default: when the
+        ``vision`` stage is in the list)."""
         wanted = self.options.get("stages", ["pretrain", "prompt"])
-        known = {"pretrain": Stage("pretrain", "mixed", {"tasks": self.options.get("tasks", DEFAULT_TASKS)}),
+        freeze = bool(self.options.get("freeze_vision", any(map(is_vision_stage, wanted))))
+        known = {"pretrain": Stage("pretrain", "mixed", {"tasks": self.options.get("tasks", DEFAULT_TASKS),
+                                                         "freeze_vision": freeze}),
                  "prompt": Stage("prompt", "mixed")}
+        known.update({name: Stage(name, "mixed") for name in wanted if is_vision_stage(name)})
         unknown = sorted(set(wanted) - set(known))
         if unknown:
-            raise ValueError(f"antifake_prompt has no stage(s) {unknown}; choose from {sorted(known)}")
+            raise ValueError(f"antifake_prompt has no stage(s) {unknown}; choose from vision, vision_<name>, "
+                             "pretrain, prompt")
         return [known[name] for name in wanted]
 
     def trainable_parameters(self, model: nn.Module, stage: Stage) -> Iterable[nn.Parameter]:
-        soft = {id(p) for p in model.soft_prompt_parameters()}
         if stage.name == "prompt":
             return list(model.soft_prompt_parameters())
-        return [p for p in model.parameters() if id(p) not in soft]
+        vision = [*model.vlm.vision_model.parameters(),
+                  *(model.vision_head.parameters() if model.vision_head is not None else ())]
+        if is_vision_stage(stage.name):
+            if model.vision_head is None:
+                raise ValueError(f"{model.config.name}: the vision stage needs vision_head_classes > 0")
+            return vision
+        excluded = {id(p) for p in model.soft_prompt_parameters()}
+        if stage.options.get("freeze_vision"):
+            excluded |= {id(p) for p in vision}
+        return [p for p in model.parameters() if id(p) not in excluded]
+
+    def validation_model(self, model: nn.Module, stage: Stage) -> nn.Module:
+        return VisionVerdict(model) if is_vision_stage(stage.name) else model
 
     @staticmethod
     def trainable_count(model: nn.Module, stage: Stage) -> int:
@@ -112,14 +144,22 @@ class AntifakePromptMethod(TrainingMethod):
 
     def loss(self, model: nn.Module, batch: dict[str, Any], stage: Stage) -> dict[str, torch.Tensor]:
         image = batch["image"]
-        if stage.name != "pretrain":
+        if is_vision_stage(stage.name):
+            logits = model.vision_logits(model.vision_tokens(image))
+            return {"loss": F.cross_entropy(logits.float(), batch["kind"].to(logits.device))}
+        if stage.name == "prompt":
             model.vlm.eval()  # frozen: also keeps a conv stem's batch-norm statistics as pre-trained
             questions = [model.config.prompt] * image.shape[0]
             answers = detection_answers(batch["label"], tuple(model.config.answers))
             return {"loss": model.answer_loss(image, questions, answers)}
         self.tie_soft_prompt_to(model, self.options.get("init_word"))
         questions, answers = face_questions(batch, tasks=stage.options.get("tasks"))
-        vision = model.vision_tokens(image)
+        if stage.options.get("freeze_vision"):
+            model.vlm.vision_model.eval()  # frozen, batch-norm statistics of a conv stem included
+            with torch.no_grad():
+                vision = model.vision_tokens(image)
+        else:
+            vision = model.vision_tokens(image)
         lm_loss = model.answer_loss(image, questions, answers, image_embeds=vision)
         parts = {"lm": lm_loss.detach()}
         loss = lm_loss
@@ -155,3 +195,15 @@ class AntifakePromptMethod(TrainingMethod):
         lm_base = model.vlm.language_model.get_input_embeddings().base
         q_table.weight[0].copy_(q_base.weight[qf_id].float())
         lm_table.weight[0].copy_(lm_base.weight[lm_id].float())
+
+
+class VisionVerdict(nn.Module):
+    """A detector scored by its vision head alone: ``prob_fake`` = 1 - P(real kind)."""
+
+    def __init__(self, detector: nn.Module) -> None:
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits = self.detector.vision_logits(self.detector.vision_tokens(x))
+        return {"prob_fake": 1 - logits.float().softmax(-1)[:, kinds.REAL]}

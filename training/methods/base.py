@@ -48,6 +48,11 @@ class TrainingMethod:
         """Return a dict with ``loss`` (scalar to minimise) and any parts to log."""
         raise NotImplementedError
 
+    def validation_model(self, model: nn.Module, stage: Stage) -> nn.Module:
+        """What validation scores during ``stage`` (its ``forward`` returns ``prob_fake``): the
+        detector itself unless a stage trains a part the detector's verdict does not read yet."""
+        return model
+
 
 def register_method(cls: type[TrainingMethod]) -> type[TrainingMethod]:
     _METHODS[cls.family] = cls

@@ -1,0 +1,98 @@
+"""Where does the AntifakePrompt demo lose the image evidence? One head per point on its path.
+
+The demo VLM (conv stem) trained from scratch on reals against autoencoder deepfakes (the
+engine's easiest forgery), one fixed draw held in memory, each probe a fresh model with the
+AntifakePrompt demo recipe's optimizer and schedule, cross-entropy of a real/fake verdict read at
+one point of the path:
+
+- ``vision-cls`` / ``vision-mean``: a linear head on the vision encoder's class token / mean token;
+- ``qformer``: BLIP-2's image-text matching head on the Q-Former's query outputs (the demo's
+  ``itm_head``, text "This face is real.");
+- ``answer``: the detector's own verdict, the language model's first answer token [yes, no].
+
+    flock /tmp/forgerylens-heavy.lock .venv/bin/python bench/afp_path_probe.py --steps 300 --augment
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.vit_stem_probe import load_split, train  # noqa: E402
+from detectors.registry import build_detector  # noqa: E402
+from training.data.sentences import REAL_SENTENCE  # noqa: E402
+from training.recipes import load_recipe  # noqa: E402
+
+PROBES = ("vision-cls", "vision-mean", "qformer", "answer")
+
+
+class PathProbe(nn.Module):
+    """Fake-minus-real logit read at ``point`` of the AntifakePrompt demo's path."""
+
+    def __init__(self, point: str, **overrides) -> None:
+        super().__init__()
+        self.point = point
+        self.model = build_detector("antifake_prompt_demo", **overrides)
+        self.head = nn.Linear(self.model.config.vision_hidden, 1) if point.startswith("vision") else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.point == "answer":
+            logits = self.model(x)["logits"]
+            return logits[:, 1] - logits[:, 0]
+        tokens = self.model.vision_tokens(x)
+        if self.point == "vision-cls":
+            return self.head(tokens[:, 0])[:, 0]
+        if self.point == "vision-mean":
+            return self.head(tokens[:, 1:].mean(1))[:, 0]
+        logits = self.model.itm_logits(tokens, [REAL_SENTENCE] * len(x))  # [no match, match] = [fake, real]
+        return logits[:, 0] - logits[:, 1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--every", type=int, default=50)
+    ap.add_argument("--lr", type=float, default=None, help="default: the AntifakePrompt demo recipe's")
+    ap.add_argument("--limit", type=int, default=1600, help="training faces held in memory")
+    ap.add_argument("--probes", nargs="+", default=list(PROBES), choices=PROBES)
+    ap.add_argument("--stem", default="conv", choices=("conv", "linear"))
+    ap.add_argument("--kinds", default="real=0.5,ae=0.5", help="forgery kinds and their shares")
+    ap.add_argument("--augment", action="store_true", help="the recipes' augmentation (training faces only)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="detector config override (ints/floats parsed), e.g. qformer_layers=1")
+    args = ap.parse_args(argv)
+    settings = load_recipe("demo", "antifake_prompt_demo")["train"]
+    if args.lr is not None:
+        settings["lr"] = args.lr
+    overrides: dict = {"patch_stem": args.stem}
+    for item in args.set:
+        key, value = item.split("=", 1)
+        overrides[key] = _parse(value)
+    config = build_detector("antifake_prompt_demo", **overrides).config
+    kinds = {k: float(v) for k, v in (part.split("=") for part in args.kinds.split(","))}
+    data = (*load_split(config, "train", args.limit, kinds, args.augment),
+            *load_split(config, "val", args.limit, kinds, False))
+    print(f"{len(data[0])} training / {len(data[2])} validation faces at {config.input_size} px", flush=True)
+    for point in args.probes:
+        torch.manual_seed(0)
+        train(point, PathProbe(point, **overrides), data, settings, args.steps, args.every)
+    return 0
+
+
+def _parse(value: str):
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
