@@ -7,7 +7,8 @@ demo recipe's optimizer and schedule (AdamW, wd 0.05, betas 0.9/0.98, 20 warm-up
 the engine's own builders) on cross-entropy of its coarse verdict; validation AUC every
 ``--every`` steps.
 
-Measured on 2 cores (1529 training / 171 validation faces, 96 px, lr 5e-4), reals vs
+Measured on 2 cores with the earlier VLFFD demo size (96 px, 8 px tokens; the demo now takes
+128 px with 16 px tokens) (1529 training / 171 validation faces, lr 5e-4), reals vs
 autoencoder fakes with ``--augment``: the conv-stem tower 0.55 / 0.96 / 0.96 at steps 100 / 200 /
 300 (``--steps 300``); the linear patchify tower 0.46-0.53 over 200 steps. Earlier stand-alone
 loops with the same settings agree: the patchify tower stayed at 0.45-0.55 for 300 steps also at
