@@ -1,4 +1,4 @@
-"""AntifakePrompt training: up to three stages of one recipe.
+"""AntifakePrompt training: the stages of one recipe, ``vision`` (one or more), ``pretrain``, ``prompt``.
 
 ``vision`` and ``pretrain`` are the demo's (the full model starts from pretrained InstructBLIP
 weights and runs only ``prompt``); no pretrained VLM exists offline, so the small InstructBLIP
