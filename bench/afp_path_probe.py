@@ -34,9 +34,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.vit_stem_probe import load_split, train  # noqa: E402
+from detectors.antifake_prompt import demo_config  # noqa: E402
 from detectors.registry import build_detector  # noqa: E402
 from training.data.sentences import REAL_SENTENCE  # noqa: E402
-from training.recipes import load_recipe  # noqa: E402
+from training.recipes import apply_override, load_recipe  # noqa: E402
 
 PROBES = ("vision-cls", "vision-mean", "qformer", "answer")
 
@@ -74,16 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kinds", default="real=0.5,ae=0.5", help="forgery kinds and their shares")
     ap.add_argument("--augment", action="store_true", help="the recipes' augmentation (training faces only)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="detector config override (ints/floats parsed), e.g. qformer_layers=1")
+                    help="detector config override (value parsed as YAML), e.g. qformer_layers=1")
     args = ap.parse_args(argv)
     settings = load_recipe("demo", "antifake_prompt_demo")["train"]
     if args.lr is not None:
         settings["lr"] = args.lr
     overrides: dict = {"patch_stem": args.stem}
     for item in args.set:
-        key, value = item.split("=", 1)
-        overrides[key] = _parse(value)
-    config = build_detector("antifake_prompt_demo", **overrides).config
+        apply_override(overrides, item)
+    config = demo_config(**overrides)
     kinds = {k: float(v) for k, v in (part.split("=") for part in args.kinds.split(","))}
     data = (*load_split(config, "train", args.limit, kinds, args.augment),
             *load_split(config, "val", args.limit, kinds, False))
@@ -92,15 +92,6 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(0)
         train(point, PathProbe(point, **overrides), data, settings, args.steps, args.every)
     return 0
-
-
-def _parse(value: str):
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value
 
 
 if __name__ == "__main__":
