@@ -199,6 +199,36 @@ def test_evaluate_json_calibrate_export_push_and_load_back(trained, tmp_path, ca
     assert loaded.config.threshold == pytest.approx(expected)
 
 
+def test_evaluate_draws_scores_each_forgery_draw_and_refuses_fixed_folders(trained, tmp_path, capsys):
+    from detectors import create_detector
+    from training import metrics as M
+    from training.engine import build_dataset, predict_dataset
+
+    base = ["evaluate", "--detector", "tiny_test", "--source", str(trained["full"] / "best"),
+            "--recipe", str(trained["recipe"]), "--localization", "0"]
+    capsys.readouterr()
+    assert main(base + ["--json", "--draws", "3"]) == 0
+    draws = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["draws"]
+    seed = RECIPE["train"]["seed"]
+    assert draws["seeds"] == [seed, seed + 1, seed + 2]
+    model = create_detector("tiny_test", str(trained["full"] / "best"))
+    expected = []
+    for s in draws["seeds"]:
+        scored = predict_dataset(model, build_dataset(RECIPE["data"], model.config, "val", seed=s), 8)
+        expected.append(M.auc(scored["scores"], scored["labels"]))
+    assert draws["auc"] == pytest.approx(expected)
+    assert len(set(expected)) > 1, "each seed must draw other forgeries"
+    assert draws["mean"] == pytest.approx(sum(expected) / 3) and draws["min"] == pytest.approx(min(expected))
+    assert main(base + ["--draws", "3"]) == 0
+    assert "over 3 forgery draws" in capsys.readouterr().out
+
+    folder = tmp_path / "faces"
+    for label in ("real", "fake"):
+        (folder / label).mkdir(parents=True)
+    assert main(base + ["--data", str(folder), "--draws", "2"]) == 2
+    assert "--draws needs forgeries made per the recipe" in capsys.readouterr().err
+
+
 def test_recipes_resolve_override_and_validate(tmp_path):
     from training.recipes import CONFIG_DIR, RecipeError, load_recipe, stage_data, stage_settings
 

@@ -45,6 +45,20 @@ def metrics_by_kind(result: dict[str, Any], threshold: float) -> dict[str, dict[
     return out
 
 
+def draws_summary(detector, build, first: dict[str, Any], seeds: list[int], batch_size: int = 32,
+                  num_workers: int = 0, progress: bool = False) -> dict[str, Any]:
+    """AUC over several forgery draws of the same faces: ``first`` is the scored result of the first
+    seed, ``build(seed)`` makes the dataset of each further one. One draw of a small validation split
+    moves by several points between seeds, so candidates are compared on the mean."""
+    results = [first] + [predict_dataset(detector, build(s), batch_size, num_workers=num_workers, progress=progress)
+                         for s in seeds[1:]]
+    aucs = [M.auc(r["scores"], r["labels"]) for r in results]
+    kinds = [metrics_by_kind(r, float(detector.config.threshold)) for r in results]
+    by_kind = {k: float(np.mean([d[k]["auc"] for d in kinds if k in d])) for k in kinds[0]}
+    return {"seeds": list(seeds), "auc": aucs, "mean": float(np.mean(aucs)), "std": float(np.std(aucs)),
+            "min": float(np.min(aucs)), "max": float(np.max(aucs)), "by_kind_mean": by_kind}
+
+
 def plot_roc(scores: np.ndarray, labels: np.ndarray, path: Path, title: str, threshold: float | None = None) -> Path | None:
     """ROC curve PNG with the AUC and the operating point at ``threshold``."""
     from sklearn.metrics import roc_curve

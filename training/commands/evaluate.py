@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the checkpoint's config.json; use a validation split, not the test set")
     p.add_argument("--localization", type=int, default=32, metavar="N",
                    help="score each explanation map on up to N forged items with masks (0 = skip; default 32)")
+    p.add_argument("--draws", type=int, default=1, metavar="N",
+                   help="with forgeries made per the recipe: score N draws of them (seeds seed..seed+N-1) "
+                        "and report the AUC of each and their mean (default 1)")
     p.add_argument("--out", help="folder for metrics.json and roc.png")
     p.add_argument("--cpu", action="store_true", help="evaluate on the CPU even if a GPU is present")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object on the last line")
@@ -104,6 +107,10 @@ def run(args: argparse.Namespace) -> int:
     except RecipeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.draws > 1 and ("folder" in data_cfg or "deepfakebench_json" in data_cfg):
+        print("error: --draws needs forgeries made per the recipe (real/fake folders and JSON lists hold one draw)",
+              file=sys.stderr)
+        return 2
     dataset = build_dataset(data_cfg, detector.config, split, seed=seed)
     say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     say(f"evaluating {args.detector} ({detector.source}) on {len(dataset)} items ({_describe(data_cfg)}, split {split})")
@@ -128,6 +135,11 @@ def run(args: argparse.Namespace) -> int:
         detector.config.threshold = new
         metrics = M.detection_metrics(result["scores"], result["labels"], result["video_ids"], threshold=new)
     metrics["by_kind"] = E.metrics_by_kind(result, threshold)
+    if args.draws > 1:
+        metrics["draws"] = E.draws_summary(
+            detector, lambda s: build_dataset(data_cfg, detector.config, split, seed=s), result,
+            list(range(seed, seed + args.draws)), batch_size=args.batch_size, num_workers=args.num_workers,
+            progress=not args.json)
     if args.localization > 0 and result["has_mask"].any():
         metrics["localization"] = E.localization(detector, dataset, max_items=args.localization,
                                                  progress=not args.json, candidates=result["has_mask"])
@@ -159,6 +171,11 @@ def format_report(m: dict[str, Any]) -> str:
              f"ACC@{m['threshold']:.3f} {f(m['acc'])}  ({m['n_real']} real, {m['n_fake']} fake)"]
     for kind, k in m.get("by_kind", {}).items():
         lines.append(f"  {kind:>8}: AUC vs reals {f(k['auc'])}, caught {f(k['recall'])} of {k['n']}")
+    d = m.get("draws")
+    if d:
+        lines.append(f"over {len(d['auc'])} forgery draws: AUC {d['mean']:.4f} +- {d['std']:.4f} "
+                     f"(min {d['min']:.4f}, max {d['max']:.4f}; " + ", ".join(f"{a:.3f}" for a in d["auc"]) + ")")
+        lines.append("  mean by kind: " + ", ".join(f"{k} {v:.3f}" for k, v in d["by_kind_mean"].items()))
     loc = m.get("localization") or {}
     for kind, v in loc.get("maps", {}).items():
         lines.append(f"  map {kind}: pixel AUC {f(v['pixel_auc'])}, best IoU {f(v['iou'])} "
