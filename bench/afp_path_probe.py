@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stem", default="conv", choices=("conv", "linear"))
     ap.add_argument("--kinds", default="real=0.5,ae=0.5", help="forgery kinds and their shares")
     ap.add_argument("--augment", action="store_true", help="the recipes' augmentation (training faces only)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="initialisation seeds, one run each")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="detector config override (value parsed as YAML), e.g. qformer_layers=1")
     args = ap.parse_args(argv)
@@ -89,8 +90,10 @@ def main(argv: list[str] | None = None) -> int:
             *load_split(config, "val", args.limit, kinds, False))
     print(f"{len(data[0])} training / {len(data[2])} validation faces at {config.input_size} px", flush=True)
     for point in args.probes:
-        torch.manual_seed(0)
-        train(point, PathProbe(point, **overrides), data, settings, args.steps, args.every)
+        for seed in args.seeds:
+            torch.manual_seed(seed)
+            train(point if len(args.seeds) == 1 else f"{point} seed {seed}", PathProbe(point, **overrides), data,
+                  settings, args.steps, args.every)
     return 0
 
 

@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", nargs="+", default=["vit-linear-stem", "vit-conv-stem", "cnn"])
     ap.add_argument("--kinds", default="real=0.5,ae=0.5", help="forgery kinds and their shares")
     ap.add_argument("--augment", action="store_true", help="the recipes' augmentation (training faces only)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="initialisation seeds, one run each")
     args = ap.parse_args(argv)
     settings = load_recipe("demo", "vlffd_demo")["train"]
     if args.lr is not None:
@@ -119,12 +120,14 @@ def main(argv: list[str] | None = None) -> int:
             *load_split(config, "val", args.limit, kinds, False))
     print(f"{len(data[0])} training / {len(data[2])} validation faces at {config.input_size} px", flush=True)
     for name in args.models:
-        torch.manual_seed(0)
-        if name == "cnn":
-            model = tiny_cnn()
-        else:
-            model = build_detector("vlffd_demo", patch_stem=name.split("-")[1])
-        train(name, Verdict(model), data, settings, args.steps, args.every)
+        for seed in args.seeds:
+            torch.manual_seed(seed)
+            if name == "cnn":
+                model = tiny_cnn()
+            else:
+                model = build_detector("vlffd_demo", patch_stem=name.split("-")[1])
+            train(name if len(args.seeds) == 1 else f"{name} seed {seed}", Verdict(model), data, settings,
+                  args.steps, args.every)
     return 0
 
 
