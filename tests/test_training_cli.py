@@ -227,6 +227,8 @@ def test_evaluate_draws_scores_each_forgery_draw_and_refuses_fixed_folders(train
         (folder / label).mkdir(parents=True)
     assert main(base + ["--data", str(folder), "--draws", "2"]) == 2
     assert "--draws needs forgeries made per the recipe" in capsys.readouterr().err
+    assert main(base + ["--draws", "0"]) == 2
+    assert "--draws must be at least 1" in capsys.readouterr().err
 
 
 def test_recipes_resolve_override_and_validate(tmp_path):

@@ -107,6 +107,9 @@ def run(args: argparse.Namespace) -> int:
     except RecipeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.draws < 1:
+        print("error: --draws must be at least 1", file=sys.stderr)
+        return 2
     if args.draws > 1 and ("folder" in data_cfg or "deepfakebench_json" in data_cfg):
         print("error: --draws needs forgeries made per the recipe (real/fake folders and JSON lists hold one draw)",
               file=sys.stderr)
