@@ -91,7 +91,8 @@ def train(name: str, model: nn.Module, data, settings: dict, steps: int, every: 
         loss = F.binary_cross_entropy_with_logits(model(xtr[idx]), ytr[idx].float())
         opt.zero_grad()
         loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), float(settings["grad_clip"]))
+        if float(settings["grad_clip"]) > 0:  # 0 means off, as in the training engine
+            nn.utils.clip_grad_norm_(model.parameters(), float(settings["grad_clip"]))
         opt.step()
         sched.step()
         if step % every == 0:
