@@ -19,8 +19,9 @@ At 128 px (``--set input_size=128``) ``vision-mean`` 0.56 / 0.57 / 0.76 and ``vi
 0.64 / 0.96 / 0.99 (``bench/vit_stem_probe.py --models vit-conv-stem --steps 150 --every 50
 --augment``). That gap is the initialisation draw, not InstructBLIP's encoder: ``--seeds 0 1 2``
 gives ``vision-mean`` 0.57 / 0.65 / 0.70 at step 100 (128 px); in a one-off check VLFFD's tower
-with the conv stem drawn in an AntifakePrompt build stayed at 0.48 at step 100; and the AntifakePrompt recipe from seed 2 (``train.seed=2``) warmed up
-to 0.69 / 0.95 / 0.98 at steps 100 / 200 / 300 where seed 0 gave 0.51 / 0.59 / 0.64.
+with the conv stem drawn in an AntifakePrompt build stayed at 0.48 at step 100; and the
+AntifakePrompt recipe from seed 2 (``train.seed=2``) warmed up to 0.69 / 0.95 / 0.98 at steps
+100 / 200 / 300 where seed 0 gave 0.51 / 0.59 / 0.64.
 
     flock /tmp/forgerylens-heavy.lock .venv/bin/python bench/afp_path_probe.py --steps 150 --every 50 --augment
 """
@@ -36,11 +37,11 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.vit_stem_probe import load_split, train  # noqa: E402
+from bench.vit_stem_probe import add_probe_arguments, probe_data, probe_settings, train_seeds  # noqa: E402
 from detectors.antifake_prompt import demo_config  # noqa: E402
 from detectors.registry import build_detector  # noqa: E402
 from training.data.sentences import REAL_SENTENCE  # noqa: E402
-from training.recipes import apply_override, load_recipe  # noqa: E402
+from training.recipes import apply_override  # noqa: E402
 
 PROBES = ("vision-cls", "vision-mean", "qformer", "answer")
 
@@ -69,34 +70,19 @@ class PathProbe(nn.Module):
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--every", type=int, default=50)
-    ap.add_argument("--lr", type=float, default=None, help="default: the AntifakePrompt demo recipe's")
-    ap.add_argument("--limit", type=int, default=1600, help="training faces held in memory")
+    add_probe_arguments(ap, "AntifakePrompt")
     ap.add_argument("--probes", nargs="+", default=list(PROBES), choices=PROBES)
     ap.add_argument("--stem", default="conv", choices=("conv", "linear"))
-    ap.add_argument("--kinds", default="real=0.5,ae=0.5", help="forgery kinds and their shares")
-    ap.add_argument("--augment", action="store_true", help="the recipes' augmentation (training faces only)")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="initialisation seeds, one run each")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="detector config override (value parsed as YAML), e.g. qformer_layers=1")
     args = ap.parse_args(argv)
-    settings = load_recipe("demo", "antifake_prompt_demo")["train"]
-    if args.lr is not None:
-        settings["lr"] = args.lr
+    settings = probe_settings(args, "antifake_prompt_demo")
     overrides: dict = {"patch_stem": args.stem}
     for item in args.set:
         apply_override(overrides, item)
-    config = demo_config(**overrides)
-    kinds = {k: float(v) for k, v in (part.split("=") for part in args.kinds.split(","))}
-    data = (*load_split(config, "train", args.limit, kinds, args.augment),
-            *load_split(config, "val", args.limit, kinds, False))
-    print(f"{len(data[0])} training / {len(data[2])} validation faces at {config.input_size} px", flush=True)
+    data = probe_data(demo_config(**overrides), args)
     for point in args.probes:
-        for seed in args.seeds:
-            torch.manual_seed(seed)
-            train(point if len(args.seeds) == 1 else f"{point} seed {seed}", PathProbe(point, **overrides), data,
-                  settings, args.steps, args.every)
+        train_seeds(point, lambda: PathProbe(point, **overrides), data, settings, args)
     return 0
 
 

@@ -24,6 +24,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -101,34 +102,53 @@ def train(name: str, model: nn.Module, data, settings: dict, steps: int, every: 
                   f"{time.perf_counter() - start:5.0f} s", flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_probe_arguments(ap: argparse.ArgumentParser, recipe_owner: str) -> None:
+    """The options every probe shares (schedule, data draw, seeds)."""
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--every", type=int, default=50)
-    ap.add_argument("--lr", type=float, default=None, help="default: the VLFFD demo recipe's")
+    ap.add_argument("--lr", type=float, default=None, help=f"default: the {recipe_owner} demo recipe's")
     ap.add_argument("--limit", type=int, default=1600, help="training faces held in memory")
-    ap.add_argument("--models", nargs="+", default=["vit-linear-stem", "vit-conv-stem", "cnn"])
     ap.add_argument("--kinds", default="real=0.5,ae=0.5", help="forgery kinds and their shares")
     ap.add_argument("--augment", action="store_true", help="the recipes' augmentation (training faces only)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="initialisation seeds, one run each")
-    args = ap.parse_args(argv)
-    settings = load_recipe("demo", "vlffd_demo")["train"]
+
+
+def probe_settings(args: argparse.Namespace, detector: str) -> dict:
+    """The detector's demo recipe's training settings, with ``--lr`` if given."""
+    settings = load_recipe("demo", detector)["train"]
     if args.lr is not None:
         settings["lr"] = args.lr
-    config = build_detector("vlffd_demo").config
+    return settings
+
+
+def probe_data(config, args: argparse.Namespace) -> tuple[torch.Tensor, ...]:
+    """(train images, train labels, val images, val labels) of ``--kinds``, held in memory."""
     kinds = {k: float(v) for k, v in (part.split("=") for part in args.kinds.split(","))}
     data = (*load_split(config, "train", args.limit, kinds, args.augment),
             *load_split(config, "val", args.limit, kinds, False))
     print(f"{len(data[0])} training / {len(data[2])} validation faces at {config.input_size} px", flush=True)
+    return data
+
+
+def train_seeds(name: str, build: Callable[[], nn.Module], data, settings: dict, args: argparse.Namespace) -> None:
+    """One run of ``build()`` per ``--seeds`` draw (the seed set before building)."""
+    for seed in args.seeds:
+        torch.manual_seed(seed)
+        model = build()
+        train(name if len(args.seeds) == 1 else f"{name} seed {seed}", model, data, settings, args.steps, args.every)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_probe_arguments(ap, "VLFFD")
+    ap.add_argument("--models", nargs="+", default=["vit-linear-stem", "vit-conv-stem", "cnn"])
+    args = ap.parse_args(argv)
+    settings = probe_settings(args, "vlffd_demo")
+    data = probe_data(build_detector("vlffd_demo").config, args)
     for name in args.models:
-        for seed in args.seeds:
-            torch.manual_seed(seed)
-            if name == "cnn":
-                model = tiny_cnn()
-            else:
-                model = build_detector("vlffd_demo", patch_stem=name.split("-")[1])
-            train(name if len(args.seeds) == 1 else f"{name} seed {seed}", Verdict(model), data, settings,
-                  args.steps, args.every)
+        stem = None if name == "cnn" else name.split("-")[1]
+        build = (lambda: tiny_cnn()) if stem is None else (lambda: build_detector("vlffd_demo", patch_stem=stem))
+        train_seeds(name, lambda: Verdict(build()), data, settings, args)
     return 0
 
 
