@@ -107,6 +107,7 @@ def add_probe_arguments(ap: argparse.ArgumentParser, recipe_owner: str) -> None:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--every", type=int, default=50)
     ap.add_argument("--lr", type=float, default=None, help=f"default: the {recipe_owner} demo recipe's")
+    ap.add_argument("--batch", type=int, default=None, help=f"images per step; default: the {recipe_owner} demo recipe's")
     ap.add_argument("--limit", type=int, default=1600, help="training faces held in memory")
     ap.add_argument("--kinds", default="real=0.5,ae=0.5", help="forgery kinds and their shares")
     ap.add_argument("--augment", action="store_true", help="the recipes' augmentation (training faces only)")
@@ -114,10 +115,12 @@ def add_probe_arguments(ap: argparse.ArgumentParser, recipe_owner: str) -> None:
 
 
 def probe_settings(args: argparse.Namespace, detector: str) -> dict:
-    """The detector's demo recipe's training settings, with ``--lr`` if given."""
+    """The detector's demo recipe's training settings, with ``--lr`` and ``--batch`` if given."""
     settings = load_recipe("demo", detector)["train"]
     if args.lr is not None:
         settings["lr"] = args.lr
+    if args.batch is not None:
+        settings["batch_size"] = args.batch
     return settings
 
 

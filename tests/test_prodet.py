@@ -200,8 +200,6 @@ def test_demo_checkpoint_loads_with_fitted_anchors():
 
 
 @pytest.mark.needs_data
-@pytest.mark.xfail(strict=True, reason="the shipped ProDet demo checkpoint separates held-out forgeries only weakly "
-                                       "(AUC ~0.6 after a 6-minute from-scratch CPU run; see its model card)")
 def test_demo_checkpoint_separates_held_out_forgeries():
     from sklearn.metrics import roc_auc_score
 
