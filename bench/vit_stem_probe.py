@@ -110,7 +110,8 @@ def add_probe_arguments(ap: argparse.ArgumentParser, recipe_owner: str) -> None:
     ap.add_argument("--batch", type=int, default=None, help=f"images per step; default: the {recipe_owner} demo recipe's")
     ap.add_argument("--limit", type=int, default=1600, help="training faces held in memory")
     ap.add_argument("--kinds", default="real=0.5,ae=0.5", help="forgery kinds and their shares")
-    ap.add_argument("--augment", action="store_true", help="the recipes' augmentation (training faces only)")
+    ap.add_argument("--augment", action="store_true", help="the project's default augmentation, blur and down-scaling "
+                    "included (training faces only)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="initialisation seeds, one run each")
 
 
