@@ -4,7 +4,7 @@ Same task and loop as ``bench/vit_stem_probe.py`` (reals against autoencoder dee
 default, one fixed draw held in memory, validation AUC every ``--every`` steps), under the ProDet
 demo recipe's optimizer and schedule (Adam 1e-3, 20 warm-up steps, cosine). Each backbone gets a
 linear verdict on its mean-pooled last feature map; ``prodet`` is the whole demo detector (heads,
-feature attention, final classifier) on its default backbone.
+feature attention, final classifier); ``cnn`` is the probes' small 4-block CNN.
 
 A backbone name is a timm model name with optional suffixes:
 ``+stem1`` keeps the stem at stride 1 (the 128 px face is not halved before the first block),
@@ -16,8 +16,9 @@ step 150), AUC at steps 50 / 100 / 150, reals vs autoencoder fakes:
 
 * without augmentation: ``prodet`` 0.70 / 0.89 / 0.94, ``tinynet_b`` 0.70 / 0.80 / 0.85,
   ``cnn`` 0.77 / 1.00 / 1.00;
-* with ``--augment`` (the project's default augmentation: flip, colour, blur, down-scaling, JPEG): ``tinynet_b`` 0.62 / 0.65 / 0.67,
-  ``cnn`` 0.56 / 0.73 / 0.86, ``tinynet_b+stem1`` 0.67 / 0.86 at steps 50 / 100 (4x the compute);
+* with ``--augment`` (the project's default augmentation: flip, colour, blur, down-scaling, JPEG):
+  ``tinynet_b`` 0.62 / 0.65 / 0.67, ``cnn`` 0.56 / 0.73 / 0.86, ``tinynet_b+stem1`` 0.67 / 0.86
+  at steps 50 / 100 (4x the compute);
 * the whole ``prodet`` model on the four anchors' mix with ``--augment``
   (``--kinds real=0.25,sbi=0.25,donor=0.25,ae=0.25``): 0.55 / 0.50 / 0.51 and 0.52 at step 200
   while its training loss fell to 0.15-0.27 (it memorises the draw).
@@ -40,7 +41,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.vit_stem_probe import add_probe_arguments, probe_data, probe_settings, train_seeds  # noqa: E402
+from bench.vit_stem_probe import Verdict, add_probe_arguments, probe_data, probe_settings, train_seeds  # noqa: E402
 from detectors.registry import build_detector  # noqa: E402
 from training.data.artifact_check import tiny_cnn  # noqa: E402
 
@@ -66,31 +67,20 @@ class PooledVerdict(nn.Module):
 class DetectorVerdict(nn.Module):
     """The ProDet demo detector's fake-minus-real logit."""
 
-    def __init__(self, **overrides) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.model = build_detector("prodet_demo", **overrides)
+        self.model = build_detector("prodet_demo")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.model(x)["logits"]
         return logits[:, 1] - logits[:, 0]
 
 
-class _CnnVerdict(nn.Module):
-    """The probes' small 4-block CNN (``training.data.artifact_check.tiny_cnn``), one fake logit."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.model = tiny_cnn()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)[:, 0]
-
-
 def build(spec: str) -> nn.Module:
     if spec == "cnn":
-        return _CnnVerdict()
-    if spec.startswith("prodet"):
-        return DetectorVerdict(**({"backbone": spec.split(":", 1)[1]} if ":" in spec else {}))
+        return Verdict(tiny_cnn())
+    if spec == "prodet":
+        return DetectorVerdict()
     return PooledVerdict(spec)
 
 
@@ -98,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_probe_arguments(ap, "ProDet")
     ap.add_argument("--models", nargs="+", default=["tinynet_b", "tinynet_b+stem1", "cnn"],
-                    help="'prodet' (optionally 'prodet:<timm backbone>'), 'cnn', or a timm name with +stem1/+os16")
+                    help="'prodet', 'cnn', or a timm model name with +stem1/+os16")
     args = ap.parse_args(argv)
     settings = probe_settings(args, "prodet_demo")
     data = probe_data(build_detector("prodet_demo").config, args)
