@@ -153,6 +153,32 @@ def test_coarse_only_batch_skips_itc():
     assert float(parts["itc"]) == 0.0 and float(parts["loss"]) == pytest.approx(float(parts["cls"]))
 
 
+def test_curriculum_stages_carry_their_loss_weights():
+    torch.manual_seed(0)
+    model = build_detector("vlffd_demo", **TINY).train()
+    method = get_method("vlffd", {"method": {"region_weight": 0.5, "stages": ["warmup", "c2f"],
+                                             "stage_weights": {"warmup": {"itc_weight": 0, "region_weight": 0}}}})
+    warmup, c2f = method.stages()
+    assert [warmup.name, c2f.name] == ["warmup", "c2f"]
+    batch = fake_batch()
+    coarse = method.loss(model, batch, warmup)
+    assert float(coarse["itc"]) == 0.0 and float(coarse["loss"]) == pytest.approx(float(coarse["cls"]))
+    full = method.loss(model, batch, c2f)
+    assert full["itc"] > 0 and full["region"] > 0
+    expected = full["cls"] + full["itc"] + 0.5 * full["region"]
+    assert float(full["loss"]) == pytest.approx(float(expected), rel=1e-5)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"stages": ["a", "a"]}, "distinct"),
+    ({"stages": ["a"], "stage_weights": {"b": {"itc_weight": 0}}}, "not in method.stages"),
+    ({"stages": ["a"], "stage_weights": {"a": {"itc": 0}}}, "unknown key"),
+])
+def test_bad_stage_options_are_refused(options, message):
+    with pytest.raises(ValueError, match=message):
+        get_method("vlffd", {"method": options})
+
+
 def test_freeze_text_leaves_text_tower_out():
     from training.engine.optim import param_groups
 

@@ -17,7 +17,10 @@ Recipe ``method:`` keys: ``cls_weight``, ``itc_weight``, ``region_weight``, ``fi
 ``backbone_lr_scale`` (the towers' lr relative to the recipe's, which the heads and the
 temperature use; the paper's 1e-5 vs 1e-4 is 0.1),
 ``init_pretrained_clip`` (fill the towers from the config's ``pretrained_weights`` first;
-needs the Hub, for ``full``).
+needs the Hub, for ``full``), ``stages`` (names of successive C2F stages, default ``[c2f]``; the
+recipe's ``stages:`` section sets each one's steps, lr and data mix) and ``stage_weights``
+(per-stage overrides of the three loss weights, e.g. ``{warmup: {itc_weight: 0}}``). The demo
+uses stages as a curriculum for its from-scratch towers; the paper trains one stage.
 """
 from __future__ import annotations
 
@@ -50,6 +53,9 @@ def symmetric_infonce(image: torch.Tensor, sentences: list[str], text: torch.Ten
     return (i2t + t2i) / 2
 
 
+LOSS_WEIGHTS = ("cls_weight", "itc_weight", "region_weight")
+
+
 @register_method
 class VlffdMethod(TrainingMethod):
     family = "vlffd"
@@ -65,10 +71,30 @@ class VlffdMethod(TrainingMethod):
         self.freeze_text = bool(opts.get("freeze_text", False))
         self.init_pretrained_clip = bool(opts.get("init_pretrained_clip", False))
         self.backbone_lr_scale = float(opts.get("backbone_lr_scale", 1.0))
+        self.stage_names = [str(n) for n in opts.get("stages", ["c2f"])]
+        self.stage_weights = {str(k): dict(v or {}) for k, v in (opts.get("stage_weights") or {}).items()}
+        self._check_stage_options()
         self._initialised = False
 
+    def _check_stage_options(self) -> None:
+        if not self.stage_names or len(set(self.stage_names)) != len(self.stage_names):
+            raise ValueError(f"vlffd: method.stages must name distinct stages, got {self.stage_names}")
+        unknown_stages = sorted(set(self.stage_weights) - set(self.stage_names))
+        if unknown_stages:
+            raise ValueError(f"vlffd: method.stage_weights names stage(s) {unknown_stages} not in method.stages")
+        for name, weights in self.stage_weights.items():
+            unknown = sorted(set(weights) - set(LOSS_WEIGHTS))
+            if unknown:
+                raise ValueError(f"vlffd: method.stage_weights.{name} has unknown key(s) {unknown}; "
+                                 f"choose from {list(LOSS_WEIGHTS)}")
+
     def stages(self) -> list[Stage]:
-        return [Stage("c2f", "mixed")]
+        return [Stage(name, "mixed", {k: float(v) for k, v in self.stage_weights.get(name, {}).items()})
+                for name in self.stage_names]
+
+    def weights(self, stage: Stage) -> tuple[float, float, float]:
+        """``(cls, itc, region)`` loss weights of one stage."""
+        return tuple(float(stage.options.get(key, getattr(self, key))) for key in LOSS_WEIGHTS)  # type: ignore[return-value]
 
     def trainable_parameters(self, model: nn.Module, stage: Stage) -> Iterable[dict[str, Any]]:
         """Two groups: the towers (at ``backbone_lr_scale``) and the heads + temperature."""
@@ -95,6 +121,7 @@ class VlffdMethod(TrainingMethod):
         return fine & has_text
 
     def loss(self, model: nn.Module, batch: dict[str, Any], stage: Stage) -> dict[str, torch.Tensor]:
+        cls_weight, itc_weight, region_weight = self.weights(stage)
         out = model(batch["image"], sentences=False)
         label = batch["label"].long()
         parts: dict[str, torch.Tensor] = {"cls": F.cross_entropy(out["logits"].float(), label)}
@@ -103,15 +130,15 @@ class VlffdMethod(TrainingMethod):
         parts["itc"] = zero
         parts["region"] = zero
         n_fine = int(fine.sum())
-        if self.itc_weight and n_fine >= 2:
+        if itc_weight and n_fine >= 2:
             idx = fine.nonzero().flatten().tolist()
             sentences = [batch["sentence"][i] for i in idx]
             text = model.encode_text(list(dict.fromkeys(sentences)))
             parts["itc"] = symmetric_infonce(out["aux"]["image_embeds"][fine], sentences, text, model.temperature_scale)
-        if self.region_weight and n_fine and "region_logits" in out["aux"]:
+        if region_weight and n_fine and "region_logits" in out["aux"]:
             target = batch["regions"].float()[fine]
             parts["region"] = F.binary_cross_entropy_with_logits(out["aux"]["region_logits"][fine].float(), target)
-        total = self.cls_weight * parts["cls"] + self.itc_weight * parts["itc"] + self.region_weight * parts["region"]
+        total = cls_weight * parts["cls"] + itc_weight * parts["itc"] + region_weight * parts["region"]
         with torch.no_grad():
             parts["temperature"] = 1.0 / model.temperature_scale.detach()
             parts["acc"] = (out["logits"].argmax(-1) == label).float().mean()
