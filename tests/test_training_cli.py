@@ -104,7 +104,7 @@ def test_resume_continues_with_identical_state(trained):
 def test_multi_stage_resume_and_grad_accumulation(tmp_path):
     stages = {"stages": [{"name": "warmup", "data": "real_only"}, {"name": "main"}]}
     recipe = write_recipe(tmp_path, method=stages, train={"max_steps": 2, "grad_accum": 2, "val_every": 0},
-                          stages={"warmup": {"lr": 1e-3, "max_steps": 2}})
+                          stages={"warmup": {"lr": 1e-3, "max_steps": 2}, "main": {"lr": 5e-4}})
     full, split = tmp_path / "full", tmp_path / "split"
     assert main(["train", "--recipe", str(recipe), "--out", str(full), "--no-progress"]) == 0
     assert main(["train", "--recipe", str(recipe), "--out", str(split), "--no-progress", "--stop-after", "3"]) == 0
@@ -120,6 +120,9 @@ def test_multi_stage_resume_and_grad_accumulation(tmp_path):
     records = [json.loads(x) for x in (full / "metrics.jsonl").read_text().splitlines()]
     assert [r["stage"] for r in records if r["type"] == "train"] == ["warmup", "warmup", "main", "main"]
     assert not any(r["type"] == "val" and r["stage"] == "warmup" for r in records)
+    training = json.loads((full / "last" / "config.json").read_text())["extra"]["training"]
+    assert training["stage"] == "main" and training["total_steps"] == 4
+    assert training["train"]["lr"] == pytest.approx(5e-4) and training["train"]["max_steps"] == 2  # the stage's own
 
 
 def RECIPE_INIT(width: int) -> dict[str, torch.Tensor]:

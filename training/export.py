@@ -135,7 +135,7 @@ def model_card(detector, metrics: dict[str, dict[str, Any]] | None = None, repo_
     if training:
         lines += [f"- Recipe: `{_relative(training.get('recipe', ''))}`",
                   f"- This checkpoint was taken after {training.get('total_steps', 'n/a')} optimizer steps "
-                  f"(stage `{training.get('stage', '')}`); settings: "
+                  f"in all; its last stage, `{training.get('stage', '')}`, ran with "
                   f"`{json.dumps(training.get('train', {}), sort_keys=True)}`"]
         if training.get("validation"):
             v = training["validation"]

@@ -328,10 +328,12 @@ class Trainer:
 
     def _training_info(self, metrics: dict[str, Any] | None = None) -> dict[str, Any]:
         p = self.progress
+        stage = self.stages[p.stage_index].name
+        settings = stage_settings(self.recipe, stage)  # the stage's own steps and lr, not the recipe's defaults
         info = {"recipe": self.recipe.get("source", ""), "command": self.command, "data": self.recipe.get("data", {}),
-                "stage": self.stages[p.stage_index].name, "total_steps": p.total_step,
-                "train": {k: self.recipe["train"][k] for k in ("optimizer", "lr", "batch_size", "grad_accum", "epochs",
-                                                               "max_steps", "seed")}}
+                "stage": stage, "total_steps": p.total_step,
+                "train": {k: settings[k] for k in ("optimizer", "lr", "batch_size", "grad_accum", "epochs",
+                                                   "max_steps", "seed")}}
         if metrics:
             info["validation"] = {k: metrics.get(k) for k in ("auc", "video_auc", "eer", "ap", "acc", "n_real",
                                                               "n_fake")}
