@@ -20,7 +20,7 @@ installed beside this stack). Variants:
   in bf16 (about 7.9 B parameters: ~16 GB of weights in bf16, ~17-18 GB of GPU memory for
   inference at batch 1; see :func:`load_instructblip` for starting from those weights online).
   Trainable: 768 + 4096 = 4864 parameters.
-- ``antifake_prompt_demo``: the same architecture scaled down (ViT 192x4 at 112 px, 2-layer
+- ``antifake_prompt_demo``: the same architecture scaled down (ViT 192x4 at 128 px, 2-layer
   Q-Former, 8 queries, 3-layer LLaMA-style LM) with a word-level tokenizer trained offline
   with ``tokenizers`` on :data:`DEMO_CORPUS` and saved beside the weights (``tokenizer.json``).
 
@@ -529,7 +529,7 @@ def demo_config(**overrides) -> AntifakePromptConfig:
     tok = build_word_tokenizer()
     base = len(tok) - 1
     cfg = AntifakePromptConfig(
-        name="antifake_prompt_demo", input_size=112, crop_size=128, crop_margin=1.3,
+        name="antifake_prompt_demo", input_size=128, crop_size=128, crop_margin=1.3,
         vision_hidden=192, vision_layers=4, vision_heads=4, vision_mlp=768, patch_size=16,
         num_query_tokens=8, qformer_hidden=192, qformer_layers=2, qformer_heads=4, qformer_mlp=512,
         qformer_cross_every=1, qformer_vocab_size=base, qformer_max_positions=64,
