@@ -89,12 +89,13 @@ class VlffdMethod(TrainingMethod):
                                  f"choose from {list(LOSS_WEIGHTS)}")
 
     def stages(self) -> list[Stage]:
-        return [Stage(name, "mixed", {k: float(v) for k, v in self.stage_weights.get(name, {}).items()})
-                for name in self.stage_names]
+        return [Stage(name, "mixed", dict(self.stage_weights.get(name, {}))) for name in self.stage_names]
 
     def weights(self, stage: Stage) -> tuple[float, float, float]:
-        """``(cls, itc, region)`` loss weights of one stage."""
-        return tuple(float(stage.options.get(key, getattr(self, key))) for key in LOSS_WEIGHTS)  # type: ignore[return-value]
+        """``(cls, itc, region)`` loss weights of one stage: its overrides, else the recipe's."""
+        cls_weight, itc_weight, region_weight = (float(stage.options.get(key, getattr(self, key)))
+                                                 for key in LOSS_WEIGHTS)
+        return cls_weight, itc_weight, region_weight
 
     def trainable_parameters(self, model: nn.Module, stage: Stage) -> Iterable[dict[str, Any]]:
         """Two groups: the towers (at ``backbone_lr_scale``) and the heads + temperature."""
