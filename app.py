@@ -43,7 +43,7 @@ import time  # noqa: E402
 import uuid  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import Any, Callable  # noqa: E402
 
 import cv2  # noqa: E402
 import gradio as gr  # noqa: E402
@@ -81,6 +81,8 @@ class Options:
     threads: int = 1
     warm_up: bool = True
     upload_grace: float = 60.0
+    picture_grace: float = PICTURE_GRACE
+    delete_cache: tuple[int, int] = DELETE_CACHE
 
 
 @dataclass
@@ -124,6 +126,16 @@ def display_image(image, min_side: int = 256):
     return cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_NEAREST)
 
 
+def existing_upload(path: str | None, missing: str) -> str:
+    """The upload's path, or a clear error when none was sent or it was already deleted."""
+    if path is None:
+        raise FaceError(missing)
+    if not Path(path).is_file():
+        raise FaceError("This photo is no longer on the server: uploads are deleted shortly after they are "
+                        "analysed. Please upload it again.")
+    return path
+
+
 def face_index(value: Any) -> int:
     try:
         return max(0, min(MAX_FACES, int(value or 1)) - 1)
@@ -151,35 +163,48 @@ class Janitor:
     path: deleting it could pull it from under a queued identical request. So a due file that a
     request still waiting in the queue (or running) refers to (``busy()``) waits another grace
     period. Examples and files outside the upload cache are never touched by :meth:`used`.
+    Only the files themselves are deleted, and an upload's own content-hash folder once empty;
+    never a folder the app keeps writing into. Tests inject ``clock`` and ``upload_root`` and
+    call :meth:`sweep` themselves (``background=False``).
     """
 
-    def __init__(self, keep, grace: float, busy=lambda: set()) -> None:
+    def __init__(self, keep: Callable[[], set[str]], grace: float, busy: Callable[[], set[str]] = lambda: set(),
+                 clock: Callable[[], float] = time.monotonic, upload_root: Callable[[], str] | None = None,
+                 background: bool = True) -> None:
         self._keep = keep
+        self._background = background
         self._busy = busy
         self._grace = grace
+        self._clock = clock
+        self._upload_root = upload_root or gr.utils.get_upload_folder
         self._seen: dict[Path, float] = {}  # path -> when to delete it
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._seen)
 
     def used(self, path: str | None) -> None:
         """An upload was used: delete it after the grace period (only if it is in the upload cache)."""
         if not path:
             return
         p = Path(path).resolve()
-        cache = Path(gr.utils.get_upload_folder()).resolve()
-        if cache not in p.parents or str(path) in self._keep() or str(p) in self._keep():
+        if self._root() not in p.parents or str(path) in self._keep() or str(p) in self._keep():
             return
         self.later(p)
 
     def later(self, p: Path, grace: float | None = None) -> None:
         with self._lock:
-            self._seen[p] = time.monotonic() + (grace if grace is not None else self._grace)
-            if self._thread is None:
+            self._seen[Path(p)] = self._clock() + (grace if grace is not None else self._grace)
+            if self._background and self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="upload-janitor", daemon=True)
                 self._thread.start()
 
     def sweep(self, now: float | None = None) -> int:
-        now = time.monotonic() if now is None else now
+        """Delete every file whose time has come; returns how many were deleted."""
+        now = self._clock() if now is None else now
         with self._lock:
             due = [p for p, deadline in self._seen.items() if now >= deadline]
         if due:
@@ -191,30 +216,40 @@ class Janitor:
                     del self._seen[p]
                 for p in waiting:
                     self._seen[p] = now + self._grace
+        root = self._root()
         for p in due:
             try:
                 p.unlink(missing_ok=True)
-                p.parent.rmdir()
+                if p.parent.parent == root:  # Gradio's per-upload content-hash folder
+                    p.parent.rmdir()
             except OSError:
                 pass
         return len(due)
 
+    def _root(self) -> Path:
+        return Path(self._upload_root()).resolve()
+
     def _loop(self) -> None:
         while True:
             time.sleep(max(0.5, min(10.0, self._grace / 4)))
-            self.sweep()
+            try:
+                self.sweep()
+            except Exception:  # noqa: BLE001 - the janitor must outlive any one bad file
+                log.exception("janitor sweep failed")
 
 
 class Pictures:
-    """Output pictures as files of their own (PNG, unique names), deleted after the grace period.
+    """Output pictures as files of their own (PNG, unique names), deleted after ``grace`` seconds.
 
     Gradio copies returned files into its cache atomically; arrays it would write itself into
     one content-hashed path, which identical results of concurrent requests (a room clicking
-    the same example) overwrite while another request is still downloading it.
+    the same example) overwrite while another request is still downloading it. The folder is
+    (re)made on every write, so nothing that empties or removes it (a tmp cleaner) stops the app.
     """
 
-    def __init__(self, janitor: Janitor) -> None:
+    def __init__(self, janitor: Janitor, grace: float = PICTURE_GRACE) -> None:
         self.janitor = janitor
+        self.grace = grace
         self.folder = Path(tempfile.mkdtemp(prefix="forgery-lens-pictures-"))
 
     def __call__(self, image: np.ndarray | None, min_side: int = 0) -> str | None:
@@ -222,9 +257,10 @@ class Pictures:
             return None
         if min_side:
             image = display_image(image, min_side)
+        self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{uuid.uuid4().hex}.png"
         Image.fromarray(np.ascontiguousarray(image)).save(path, compress_level=1)
-        self.janitor.later(path, PICTURE_GRACE)  # Gradio has copied it into its cache long before
+        self.janitor.later(path, self.grace)  # Gradio has copied it into its cache long before
         return str(path)
 
 
@@ -272,12 +308,12 @@ def build_app(analyzer: analysis.Analyzer, options: Options) -> gr.Blocks:
     cards: dict[str, Card] = {}
     example_files, example_labels = examples()
 
-    with gr.Blocks(title="Forgery Lens", delete_cache=DELETE_CACHE) as demo:
+    with gr.Blocks(title="Forgery Lens", delete_cache=options.delete_cache) as demo:
         gr.Markdown("# Forgery Lens\nFive face-forgery detectors from five papers look at the same face and each shows "
                     "**why** it decided. Research and teaching demo: a verdict is evidence to discuss, not proof.")
         janitor = Janitor(lambda: _keep_set(demo), options.upload_grace, busy=lambda: _queued_files(demo))
         discard = janitor.used
-        picture = Pictures(janitor)
+        picture = Pictures(janitor, options.picture_grace)
         prepared = gr.State(None, time_to_live=STATE_TTL)
         with gr.Tabs():
             # ---- Analyze ---------------------------------------------------------------------
@@ -355,10 +391,9 @@ def build_app(analyzer: analysis.Analyzer, options: Options) -> gr.Blocks:
 
         def decode(payload: Any, state: analysis.PreparedImage | None) -> analysis.PreparedImage:
             path = upload_path(payload)
-            if path is None:
-                raise FaceError("Please upload a photo first (or take one with the webcam, or pick an example).")
-            if state is not None and state.key == path:
+            if state is not None and path is not None and state.key == path:
                 return state
+            path = existing_upload(path, "Please upload a photo first (or take one with the webcam, or pick an example).")
             return analysis.prepare(path, key=path)
 
         def show_faces(payload, number, state):
@@ -407,9 +442,7 @@ def build_app(analyzer: analysis.Analyzer, options: Options) -> gr.Blocks:
             started_at = time.perf_counter()
             path = upload_path(image)
             try:
-                if path is None:
-                    raise FaceError("No image was sent.")
-                prep = analysis.prepare(path)
+                prep = analysis.prepare(existing_upload(path, "No image was sent."))
             except FaceError as exc:
                 raise gr.Error(str(exc), title=type(exc).__name__) from None
             finally:
@@ -438,9 +471,8 @@ def build_app(analyzer: analysis.Analyzer, options: Options) -> gr.Blocks:
         def forge(payload, chosen, how, seed_value):
             path = upload_path(payload)
             try:
-                prep = analysis.prepare(path) if path else None
-                if prep is None:
-                    raise FaceError("Pick a face to forge first (upload one, or use the example).")
+                prep = analysis.prepare(existing_upload(path, "Pick a face to forge first (upload one, or use the "
+                                                                    "example)."))
                 made = lab.make_lab_forgery(prep.rgb, prep.faces[0], how, chosen or ["face"], int(seed_value or 0))
             except (FaceError, lab.LabError) as exc:
                 return None, None, error_markdown(exc), None
@@ -593,8 +625,8 @@ def _about(analyzer: analysis.Analyzer, options: Options) -> str:
         lines.append(f"| {loaded.title} | {loaded.paper} | {where} |")
     lines += [
         "", "### Your photos",
-        "Uploads are deleted as soon as they are decoded; pictures made for you are removed from the server's cache "
-        f"within {DELETE_CACHE[1] // 60}\u2013{(DELETE_CACHE[0] + DELETE_CACHE[1]) // 60} minutes. "
+        f"Uploads are deleted {options.upload_grace:g} s after the request that used them; pictures made for you are "
+        f"removed from the server's cache within {_every_age_text(options.delete_cache)}. "
         "Nothing is sent anywhere.",
         "", "### Reading the maps",
         "All maps use viridis or cividis (readable with colour-blindness): dark = low, yellow = high. "
@@ -626,6 +658,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-warm-up", action="store_true", help="skip the background warm-up pass after start")
     p.add_argument("--upload-grace", type=float, default=float(env("FORGERY_LENS_UPLOAD_GRACE", "60")),
                    help="seconds after its last use an upload is deleted from Gradio's cache")
+    p.add_argument("--picture-grace", type=float, default=float(env("FORGERY_LENS_PICTURE_GRACE", str(PICTURE_GRACE))),
+                   help="seconds the app keeps its own copy of a picture it made (Gradio serves its cached copy)")
+    p.add_argument("--cache-sweep", default=env("FORGERY_LENS_CACHE_SWEEP", ",".join(map(str, DELETE_CACHE))),
+                   metavar="EVERY,AGE", help="every EVERY seconds, delete files Gradio cached more than AGE seconds "
+                                             "ago (default %(default)s)")
     return p.parse_args(argv)
 
 
@@ -636,7 +673,8 @@ def main(argv: list[str] | None = None) -> None:
     options = Options(include_test=args.with_test_detector,
                       families=[f.strip() for f in args.families.split(",") if f.strip()] or None,
                       max_queue=args.max_queue, cnn_concurrency=args.cnn_concurrency, threads=args.threads,
-                      warm_up=not args.no_warm_up, upload_grace=args.upload_grace)
+                      warm_up=not args.no_warm_up, upload_grace=args.upload_grace,
+                      picture_grace=args.picture_grace, delete_cache=_pair(args.cache_sweep))
     torch.set_num_threads(max(1, options.threads))
     compute_thread.start()  # every model call on one thread: see detectors/compute_thread.py
     _limit_malloc_arenas()
@@ -652,6 +690,20 @@ def main(argv: list[str] | None = None) -> None:
     log.info("app built in %.1f s", time.perf_counter() - started)
     demo.launch(server_name=args.host, server_port=args.port, max_file_size=MAX_FILE_SIZE, ssr_mode=False,
                 theme=gr.themes.Soft(), css=CSS, footer_links=["api", "settings"])
+
+
+def _every_age_text(sweep: tuple[int, int]) -> str:
+    """How long Gradio keeps a cached file at most, in words ("10\u201312 minutes")."""
+    every, age = sweep
+    return f"{age // 60}\u2013{(every + age) // 60} minutes" if age >= 60 else f"{age}\u2013{every + age} seconds"
+
+
+def _pair(text: str) -> tuple[int, int]:
+    try:
+        every, age = (int(v) for v in text.split(","))
+    except ValueError:
+        raise SystemExit(f"--cache-sweep takes two whole numbers of seconds, EVERY,AGE (got {text!r})") from None
+    return every, age
 
 
 def _limit_malloc_arenas(arenas: int = 2) -> None:

@@ -200,19 +200,3 @@ def test_every_installed_family_runs_in_the_app_with_random_weights(client, phot
         assert entry["source"] == "random" and entry["explanations"]
         for e in entry["explanations"]:
             assert e["caption"] and gallery[e["image"]]["caption"].endswith(e["title"])
-
-
-def test_janitor_keeps_a_due_upload_that_a_queued_request_still_needs(tmp_path):
-    """Twenty visitors sending the same photo share one cache path: it must outlive the queue."""
-    import app as app_module
-
-    upload = tmp_path / "same-photo.png"
-    upload.write_bytes(b"png")
-    queued = {str(upload)}
-    janitor = app_module.Janitor(lambda: set(), grace=5.0, busy=lambda: queued)
-    janitor.later(upload)
-    now = time.monotonic()
-    assert janitor.sweep(now + 6) == 0 and upload.exists()  # due, but a queued request refers to it
-    queued.clear()
-    assert janitor.sweep(now + 8) == 0 and upload.exists()  # given another grace period
-    assert janitor.sweep(now + 12) == 1 and not upload.exists()
