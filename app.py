@@ -53,6 +53,8 @@ from PIL import Image  # noqa: E402
 
 from detectors import compute_thread  # noqa: E402
 from detectors.faces import FaceError  # noqa: E402
+from detectors.measured import measured_of  # noqa: E402
+from detectors.source_policy import SourcePolicy, parse_allow_hub  # noqa: E402
 from explain import analysis, summary  # noqa: E402
 from training import lab  # noqa: E402
 
@@ -83,6 +85,8 @@ class Options:
     upload_grace: float = 60.0
     picture_grace: float = PICTURE_GRACE
     delete_cache: tuple[int, int] = DELETE_CACHE
+    #: Which checkpoint sources visitors may type (see ``detectors/source_policy.py``).
+    policy: SourcePolicy = field(default_factory=SourcePolicy.local_use)
 
 
 @dataclass
@@ -337,7 +341,7 @@ def build_app(analyzer: analysis.Analyzer, options: Options) -> gr.Blocks:
                 combined_md = gr.Markdown(elem_id="combined")
                 gr.Image(summary.legend_image(), show_label=False, interactive=False, container=False, height=64,
                          elem_id="legend")
-                with gr.Row(equal_height=False):
+                with gr.Column(elem_id="cards"):
                     for slot in slots:
                         cards[slot.family] = _card(slot, analyzer, picture)
                 with gr.Accordion("Result as JSON: the `analyze` API (one call, all detectors)", open=False):
@@ -377,12 +381,13 @@ def build_app(analyzer: analysis.Analyzer, options: Options) -> gr.Blocks:
                                          interactive=False, height=300, elem_id="truth")
                     lab_status = gr.Markdown(elem_id="lab-status")
                 lab_table = gr.Markdown(elem_id="lab-table")
-                with gr.Row(equal_height=False):
-                    for slot in slots:
-                        with gr.Column(min_width=280, elem_classes=["card"]):
-                            cards[slot.family].lab_image = gr.Image(label=slot.title, interactive=False, visible=False,
-                                                                    format="png", elem_id=f"lab-{slot.family}")
+                for slot in slots:  # one detector per row: the zoomed maps large enough for a projector
+                    with gr.Row(elem_classes=["card"], equal_height=False):
+                        with gr.Column(scale=1, min_width=260):
                             cards[slot.family].lab_text = gr.Markdown(elem_id=f"lab-text-{slot.family}")
+                        cards[slot.family].lab_image = gr.Image(show_label=False, interactive=False, visible=False,
+                                                                format="png", height=420, scale=3,
+                                                                elem_id=f"lab-{slot.family}")
 
             with gr.Tab("About", id="about"):
                 gr.Markdown(_about(analyzer, options))
@@ -406,36 +411,37 @@ def build_app(analyzer: analysis.Analyzer, options: Options) -> gr.Blocks:
             i = min(face_index(number), len(prep.faces) - 1)
             return picture(analysis.faces_picture(prep, i)), _faces_status(prep, i), prep
 
+        cleared = [None] * len(slots)  # the previous photo's results, so progress counts this photo's
+
         def start(payload, number, state):
             try:
                 prep = decode(payload, state)
             except FaceError as exc:
-                return None, error_markdown(exc), None, ""
+                return None, error_markdown(exc), None, "", *cleared
             except Exception as exc:  # noqa: BLE001 - shown, logged, the app keeps serving
                 log.exception("decoding failed")
-                return None, error_markdown(exc), None, ""
+                return None, error_markdown(exc), None, "", *cleared
             finally:
                 discard(upload_path(payload))
             i = min(face_index(number), len(prep.faces) - 1)
-            running = sum(analyzer.loaded(s.family).model is not None for s in slots)
-            note = f" Running {running} detectors: each card fills in as soon as its detector is done."
-            return picture(analysis.faces_picture(prep, i)), _faces_status(prep, i) + note, prep, ""
+            note = f" Running {len(slots)} detectors: each card fills in as soon as its detector is done."
+            return picture(analysis.faces_picture(prep, i)), _faces_status(prep, i) + note, prep, "", *cleared
 
-        started = analyze_btn.click(start, [photo, face, prepared], [faces_img, status, prepared, combined_md],
+        states = [cards[s.family].state for s in slots]
+        started = analyze_btn.click(start, [photo, face, prepared], [faces_img, status, prepared, combined_md, *states],
                                     api_name="prepare", preprocess=False, concurrency_id="faces",
                                     concurrency_limit=2)
         photo.change(show_faces, [photo, face, prepared], [faces_img, status, prepared], api_name="faces",
                      preprocess=False, concurrency_id="faces", concurrency_limit=2)
         face.input(show_faces, [photo, face, prepared], [faces_img, status, prepared], api_name="select_face",
                    preprocess=False, concurrency_id="faces", trigger_mode="always_last")
-        states = [cards[s.family].state for s in slots]
         for slot in slots:
             card = cards[slot.family]
             limit = 1 if slot.concurrency_group == "vlm" else options.cnn_concurrency
             started.then(_card_fn(analyzer, slot, picture), [prepared, face, card.run, card.source], card.outputs,
                          api_name=f"detect_{slot.family}", concurrency_id=slot.concurrency_group,
                          concurrency_limit=limit, preprocess=False).then(
-                _combined_fn, states, [combined_md], api_name=False, queue=False)
+                _progress, [prepared, face, *states], [combined_md, status], api_name=False, queue=False)
 
         def analyze(image, face, *choices):
             """One call, all chosen detectors: the JSON result and the explanation images."""
@@ -511,23 +517,32 @@ def build_app(analyzer: analysis.Analyzer, options: Options) -> gr.Blocks:
 
 def _card(slot: analysis.DetectorSlot, analyzer: analysis.Analyzer, picture: Pictures) -> Card:
     loaded = analyzer.loaded(slot.family)
-    with gr.Column(min_width=280, elem_classes=["card"], elem_id=f"card-{slot.family}"):
-        gr.Markdown(f"### {loaded.title}\n{loaded.paper}")
-        available = loaded.model is not None
-        installed = slot.name is not None
-        run = gr.Checkbox(value=True, label="Run", visible=installed, elem_id=f"run-{slot.family}")
-        source = gr.Textbox(value="", label="Checkpoint", visible=installed,
-                            placeholder=f"{slot.default_source} \u00b7 org/repo@revision \u00b7 /local/folder",
-                            max_lines=1, elem_id=f"source-{slot.family}",
-                            info="Empty = the demo checkpoint. Failing sources fall back to it, with a note.")
-        note = f"\n\n> **Note:** {loaded.message}" if loaded.message else ""
-        first = f"Waiting for a photo.{note}" if available else f"### Not available{note}"
-        verdict = gr.Markdown(first, elem_id=f"verdict-{slot.family}")
+    # One detector per row: its verdict and measured accuracy on the left, its pictures large on the
+    # right, so five detectors never leave an orphan card and a projector shows the maps big.
+    with gr.Row(elem_classes=["card"], elem_id=f"card-{slot.family}", equal_height=False):
+        with gr.Column(scale=1, min_width=300):
+            gr.Markdown(f"### {loaded.title}\n{loaded.paper}")
+            available = loaded.model is not None
+            installed = slot.name is not None
+            run = gr.Checkbox(value=True, label="Run", visible=installed, elem_id=f"run-{slot.family}")
+            source = gr.Textbox(value="", label="Checkpoint", visible=installed,
+                                placeholder=analyzer.policy.placeholder(slot.default_source),
+                                max_lines=1, elem_id=f"source-{slot.family}",
+                                info=f"Empty = the demo checkpoint. {analyzer.policy.describe(markdown=False)} "
+                                     "Failing sources fall back to it, with a note.")
+            note = f"\n\n> **Note:** {loaded.message}" if loaded.message else ""
+            accuracy = (summary.accuracy_markdown(analysis.measured_json(measured_of(loaded.model.config)))
+                        if available else "")
+            first = f"Waiting for a photo.\n\n{accuracy}{note}" if available else f"### Not available{note}"
+            verdict = gr.Markdown(first, elem_id=f"verdict-{slot.family}")
         images, texts = [], []
-        for i in range(MAX_SLOTS):
-            images.append(gr.Image(visible=False, interactive=False, format="png", height=240,
-                                   elem_id=f"img-{slot.family}-{i}"))
-            texts.append(gr.Markdown(visible=False, elem_id=f"text-{slot.family}-{i}"))
+        with gr.Column(scale=3):
+            with gr.Row(equal_height=False):
+                for i in range(MAX_SLOTS):
+                    with gr.Column(min_width=170, elem_classes=["slot"]):
+                        images.append(gr.Image(visible=False, interactive=False, format="png", height=260,
+                                               show_label=False, elem_id=f"img-{slot.family}-{i}"))
+                        texts.append(gr.Markdown(visible=False, elem_id=f"text-{slot.family}-{i}"))
         state = gr.State(None, time_to_live=STATE_TTL)
         probe = gr.State(None, time_to_live=STATE_TTL)
     card = Card(slot.family, run, source, verdict, images, texts, state, probe)
@@ -584,11 +599,15 @@ def _probe_fn(card: Card, slot_index: int, picture: Pictures):
     return probe_patch
 
 
-def _combined_fn(*items):
-    items = [i for i in items if i]
-    if not items:
-        return ""
-    return summary.combined_markdown(items)
+def _progress(prep: analysis.PreparedImage | None, number: Any, *items: dict | None) -> tuple[str, str]:
+    """The combined verdict so far, and a status line that ends when the last card is in."""
+    done = [i for i in items if i]
+    if prep is None or not done:
+        return "", gr.update()
+    faces = _faces_status(prep, min(face_index(number), len(prep.faces) - 1))
+    if len(done) < len(items):
+        return summary.combined_markdown(done), f"{faces} Running detectors: {len(done)} of {len(items)} done\u2026"
+    return summary.combined_markdown(done), f"{faces} All {len(items)} detectors are done."
 
 
 def _choices(slots: list[analysis.DetectorSlot], values: tuple) -> dict[str, analysis.Choice]:
@@ -619,15 +638,28 @@ def _region_label(region: str) -> str:
 
 def _about(analyzer: analysis.Analyzer, options: Options) -> str:
     lines = ["### Detectors in this build", "| Detector | Paper | Checkpoint |", "| --- | --- | --- |"]
+    measured = []
     for slot in analyzer.slots:
         loaded = analyzer.loaded(slot.family)
         where = f"`{loaded.source}`" if loaded.model is not None else f"missing: {loaded.message}"
         lines.append(f"| {loaded.title} | {loaded.paper} | {where} |")
+        if loaded.model is not None:
+            measured.append((loaded.title, analysis.measured_json(measured_of(loaded.model.config))))
+    lines += ["", "### How well each checkpoint detects, by kind of fake",
+              "Measured AUC (0.5 = guessing, 1 = perfect, below 0.5 = worse than guessing) on faces none of them was "
+              "trained on, from each checkpoint's recorded evaluation. Kinds not listed (diffusion-generated faces, "
+              "real face swaps, attribute edits) were not measured: expect less.", "",
+              summary.accuracy_table(measured)]
     lines += [
         "", "### Your photos",
         f"Uploads are deleted {options.upload_grace:g} s after the request that used them; pictures made for you are "
         f"removed from the server's cache within {_every_age_text(options.delete_cache)}. "
         "Nothing is sent anywhere.",
+        "", "### Checkpoints you can load",
+        analyzer.policy.describe() + " Type one in a card's *Checkpoint* box; a source that fails to load falls back "
+        "to the demo checkpoint with a note" + ("." if analyzer.policy.detailed_errors else
+                                               " that gives the reason in one sentence (details stay in the server's "
+                                               "log)."),
         "", "### Reading the maps",
         "All maps use viridis or cividis (readable with colour-blindness): dark = low, yellow = high. "
         "Every picture has a sentence beside it saying what it shows.",
@@ -663,7 +695,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cache-sweep", default=env("FORGERY_LENS_CACHE_SWEEP", ",".join(map(str, DELETE_CACHE))),
                    metavar="EVERY,AGE", help="every EVERY seconds, delete files Gradio cached more than AGE seconds "
                                              "ago (default %(default)s)")
-    return p.parse_args(argv)
+    # Which checkpoint sources visitors may type. Defaults: local use (127.0.0.1 / localhost / ::1 and no
+    # SPACE_ID) = local folders, any Hub repo, 2048 MB; public = no folders, forgery-lens repos, 200 MB.
+    local = p.add_mutually_exclusive_group()
+    local.add_argument("--allow-local-checkpoints", dest="allow_local", action="store_const", const=True, default=None,
+                       help="let visitors load checkpoints from server folders (default: only for local use)")
+    local.add_argument("--no-local-checkpoints", dest="allow_local", action="store_const", const=False,
+                       help="refuse server folders as checkpoint sources (the default when serving publicly)")
+    p.add_argument("--allow-hub", default=env("FORGERY_LENS_ALLOW_HUB"), metavar="ORG_OR_REPO[,..]",
+                   help="Hub organisations (org or org/*) and repos (org/name) visitors may load; 'none' = no Hub "
+                        "sources, '*' = any (local use only). Env FORGERY_LENS_ALLOW_HUB; default any for local "
+                        "use, forgery-lens when public")
+    p.add_argument("--max-download-mb", type=float, default=env("FORGERY_LENS_MAX_DOWNLOAD_MB"), metavar="N",
+                   help="largest checkpoint download, in MB, checked before downloading (env "
+                        "FORGERY_LENS_MAX_DOWNLOAD_MB; default 2048 for local use, 200 when public)")
+    args = p.parse_args(argv)
+    try:
+        hub = None if args.allow_hub is None else parse_allow_hub(
+            "" if args.allow_hub.strip().lower() == "none" else args.allow_hub)
+        mb = None if args.max_download_mb is None else float(args.max_download_mb)
+        args.policy = SourcePolicy.for_server(args.host, env("SPACE_ID"), args.allow_local, hub, mb)
+    except ValueError as exc:
+        p.error(str(exc))
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -674,12 +728,13 @@ def main(argv: list[str] | None = None) -> None:
                       families=[f.strip() for f in args.families.split(",") if f.strip()] or None,
                       max_queue=args.max_queue, cnn_concurrency=args.cnn_concurrency, threads=args.threads,
                       warm_up=not args.no_warm_up, upload_grace=args.upload_grace,
-                      picture_grace=args.picture_grace, delete_cache=_pair(args.cache_sweep))
+                      picture_grace=args.picture_grace, delete_cache=_pair(args.cache_sweep), policy=args.policy)
     torch.set_num_threads(max(1, options.threads))
     compute_thread.start()  # every model call on one thread: see detectors/compute_thread.py
     _limit_malloc_arenas()
     started = time.perf_counter()
-    analyzer = analysis.Analyzer(include_test=options.include_test, families=options.families)
+    analyzer = analysis.Analyzer(include_test=options.include_test, families=options.families, policy=options.policy)
+    log.info("checkpoint sources: %s", options.policy)
     for loaded in analyzer.load_defaults():
         log.info("%s: %s", loaded.slot.family, loaded.source or loaded.message)
     demo = build_app(analyzer, options)

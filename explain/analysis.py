@@ -29,6 +29,8 @@ from detectors import CheckpointNotFound, Verdict, compute_thread, create_detect
 from detectors.faces import AlignedFace, Face, detect_faces, load_image
 from detectors.faces.io import ImageSource
 from detectors.hub import prefetch
+from detectors.measured import Measured, measured_of
+from detectors.source_policy import SourcePolicy, SourceRefused, neutral_reason, side_files_of
 
 from .base import Explanation
 from .pipeline import explain as explain_face
@@ -134,7 +136,9 @@ class ModelCache:
     visible message; the failure is cached too, so a dead repo is not retried per request.
     """
 
-    def __init__(self, max_custom: int = 3) -> None:
+    def __init__(self, max_custom: int = 3, policy: SourcePolicy | None = None) -> None:
+        #: Which sources visitors may name (``detectors.source_policy``); default: local use.
+        self.policy = policy or SourcePolicy.local_use()
         self._defaults: dict[tuple[str, str], LoadedDetector] = {}
         self._custom: OrderedDict[tuple[str, str], LoadedDetector] = OrderedDict()
         self._max_custom = max_custom
@@ -183,8 +187,10 @@ class ModelCache:
                                   f"{slot.title} is not part of this build yet (no detectors/{slot.family}.py).")
         started = time.perf_counter()
         try:
-            prefetch(source)  # a Hub download waits here, not on the compute thread
-            model = compute_thread.run(create_detector, slot.name, source)
+            # the policy first: a refused source never reaches the file system or the Hub's downloads
+            target = self.policy.check(source, side_files_of(slot.name))
+            prefetch(target)  # a Hub download waits here, not on the compute thread
+            model = compute_thread.run(create_detector, slot.name, target)
             model.eval()
             log.info("loaded %s from %s in %.1f s", slot.name, getattr(model, "source", source),
                      time.perf_counter() - started)
@@ -192,6 +198,17 @@ class ModelCache:
         except Exception as exc:  # noqa: BLE001 - any failure becomes a visible message, never a crash
             reason, exc_seen = _reason(exc), exc
             log.warning("could not load %s from %s: %s", slot.name, source, reason)
+            if not self.policy.detailed_errors:  # visitors see a fixed sentence; the log keeps the reason
+                reason = neutral_reason(exc)
+        if source != slot.default_source and not self.policy.detailed_errors:
+            fallback = self.get(slot, slot.default_source)
+            # a refusal is its own sentence (never the source); other failures one fixed sentence per type
+            refused = isinstance(exc_seen, SourceRefused)
+            shown = reason if refused else f"That checkpoint could not be loaded ({reason})."
+            if fallback.model is None:
+                return LoadedDetector(slot, source, None, f"{shown} {fallback.message}")
+            return LoadedDetector(slot, source, fallback.model,
+                                  f"{shown} Showing the {fallback.source} checkpoint instead.", fallback.lock)
         if source == slot.default_source:
             if source == "demo" and isinstance(exc_seen, CheckpointNotFound):
                 return LoadedDetector(slot, source, None, f"No demo checkpoint yet for {slot.title}.")
@@ -271,6 +288,7 @@ class DetectorResult:
     explanations: list[Explanation] = field(default_factory=list)
     aligned: AlignedFace | None = None
     seconds: float = 0.0
+    measured: Measured | None = None  # how well this checkpoint detects, by kind (recorded figures)
 
     @property
     def ok(self) -> bool:
@@ -291,7 +309,16 @@ class DetectorResult:
              "image": (image_index or {}).get(i)}
             for i, e in enumerate(self.explanations)
         ]
+        item["measured"] = measured_json(self.measured) if self.measured is not None else None
         return item
+
+
+def measured_json(m: Measured) -> dict[str, Any]:
+    """A checkpoint's recorded figures for the API and the cards (``skill`` is ``None`` when unmeasured)."""
+    return {"skill": round(m.skill, 4) if m.kinds else None, "sentence": m.sentence(),
+            "real_called_real": m.real_called_real,
+            "kinds": [{"name": k.short, "kind": k.kind, "label": k.label, "auc": k.auc, "caught": k.caught,
+                       "measured_on": k.measured_on} for k in m.kinds]}
 
 
 def result_without_model(loaded: LoadedDetector, status: str = "missing") -> DetectorResult:
@@ -321,7 +348,7 @@ def run_detector(loaded: LoadedDetector, prepared: PreparedImage, face_index: in
                               seconds=time.perf_counter() - started)
     return DetectorResult(slot.family, model.config.name, loaded.title, loaded.paper, "ok", loaded.message,
                           loaded.requested, model.source, verdict, list(explanations), aligned,
-                          time.perf_counter() - started)
+                          time.perf_counter() - started, measured_of(model.config))
 
 
 def _decide(model, rgb: np.ndarray, face: Face, with_explanations: bool) -> tuple[AlignedFace, dict, list[Explanation]]:
@@ -347,10 +374,16 @@ class Choice:
 class Analyzer:
     """The app's engine: one slot per family, the model cache, runs over the chosen detectors."""
 
-    def __init__(self, include_test: bool = False, families: Iterable[str] | None = None, max_custom: int = 3) -> None:
+    def __init__(self, include_test: bool = False, families: Iterable[str] | None = None, max_custom: int = 3,
+                 policy: SourcePolicy | None = None) -> None:
         self.slots = detector_slots(include_test, families)
         self.by_family = {s.family: s for s in self.slots}
-        self.cache = ModelCache(max_custom)
+        self.cache = ModelCache(max_custom, policy)
+
+    @property
+    def policy(self) -> SourcePolicy:
+        """Which checkpoint sources visitors may name (``detectors.source_policy``)."""
+        return self.cache.policy
 
     def load_defaults(self) -> list[LoadedDetector]:
         """Load every family's default checkpoint now (at start), so requests never wait for it."""
@@ -385,11 +418,19 @@ class Analyzer:
 # ---- across detectors --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Combined:
-    """How many detectors call the face manipulated, and how far they agree."""
+    """The verdict across detectors: the counts, and a vote weighted by each one's measured skill.
+
+    ``lean`` is the weighted vote in [-1, 1] (+1 = every skilled detector says manipulated),
+    each detector weighted by :attr:`detectors.measured.Measured.skill` (0 = guessing); votes of
+    detectors without recorded figures weigh nothing. ``blind_spots`` names the measured kinds
+    that no detector here separates well (best AUC below :data:`RELIABLE_AUC`).
+    """
 
     n: int
     n_fake: int
     mean_prob: float | None
+    lean: float | None = None
+    blind_spots: tuple[tuple[str, float], ...] = ()
 
     @property
     def n_real(self) -> int:
@@ -397,33 +438,48 @@ class Combined:
 
     @property
     def label(self) -> str:
+        """``fake`` / ``real`` when the weighted vote leans clearly, else ``inconclusive``."""
         if self.n == 0:
             return "none"
-        if self.n_fake * 2 == self.n:
-            return "split"
-        return "fake" if self.n_fake * 2 > self.n else "real"
+        if self.lean is None or abs(self.lean) < LEAN_MARGIN:
+            return "inconclusive"
+        return "fake" if self.lean > 0 else "real"
 
-    @property
-    def agreement(self) -> float | None:
-        """Share of detectors on the majority side (1.0 = unanimous, 0.5 = split evenly)."""
-        return max(self.n_fake, self.n_real) / self.n if self.n else None
+    def headline(self) -> str:
+        return {"none": "no verdict", "inconclusive": "inconclusive", "fake": "leans manipulated",
+                "real": "leans real"}[self.label]
 
     def summary(self) -> str:
         if self.n == 0:
             return "No detector gave a verdict."
-        if self.label == "split":
-            return (f"The detectors disagree: {self.n_fake} of {self.n} say likely manipulated, "
-                    f"{self.n_real} say likely real.")
-        side = "likely manipulated" if self.label == "fake" else "likely real"
-        count = self.n_fake if self.label == "fake" else self.n_real
-        unanimous = " (unanimous)" if count == self.n else f" (agreement {self.agreement:.0%})"
-        return f"{count} of {self.n} detectors say {side}{unanimous}."
+        counts = f"{self.n_fake} of {self.n} detectors say likely manipulated, {self.n_real} say likely real."
+        if self.lean is None:
+            weighed = "No measured accuracy is recorded for these checkpoints, so the votes cannot be weighed."
+        elif self.label == "inconclusive":
+            weighed = (f"Weighted by how well each one detects (measured), the votes do not lean clearly either way "
+                       f"({self.lean:+.2f} on a scale from -1 = real to +1 = manipulated).")
+        else:
+            weighed = (f"Weighted by how well each one detects (measured), they lean "
+                       f"{'manipulated' if self.label == 'fake' else 'real'} ({self.lean:+.2f} on a scale from "
+                       f"-1 = real to +1 = manipulated): a hint, not proof.")
+        blind = ""
+        if self.blind_spots:
+            blind = " None of them reliably detects " + ", ".join(
+                f"{name} (best AUC {auc:.2f})" for name, auc in self.blind_spots) + "."
+        return f"{counts} {weighed}{blind}"
 
     def to_json(self) -> dict[str, Any]:
         return {"n": self.n, "n_fake": self.n_fake, "n_real": self.n_real, "label": self.label,
-                "agreement": None if self.agreement is None else round(self.agreement, 4),
+                "lean": None if self.lean is None else round(self.lean, 4),
                 "mean_prob_fake": None if self.mean_prob is None else round(self.mean_prob, 6),
+                "blind_spots": [{"kind": name, "best_auc": auc} for name, auc in self.blind_spots],
                 "summary": self.summary()}
+
+
+#: A weighted vote closer to 0 than this is called inconclusive.
+LEAN_MARGIN = 0.34
+#: A kind of fake whose best AUC among the detectors run is below this is a blind spot.
+RELIABLE_AUC = 0.75
 
 
 def combine(results: Iterable[DetectorResult | dict]) -> Combined:
@@ -431,7 +487,16 @@ def combine(results: Iterable[DetectorResult | dict]) -> Combined:
     items = [r.to_json() if isinstance(r, DetectorResult) else r for r in results]
     done = [r for r in items if r and r.get("status") == "ok" and r.get("prob_fake") is not None]
     probs = [float(r["prob_fake"]) for r in done]
-    return Combined(len(done), sum(r["label"] == "fake" for r in done), float(np.mean(probs)) if probs else None)
+    weights = [float((r.get("measured") or {}).get("skill") or 0.0) for r in done]
+    votes = [1.0 if r["label"] == "fake" else -1.0 for r in done]
+    lean = sum(w * v for w, v in zip(weights, votes)) / sum(weights) if sum(weights) > 0 else None
+    best: dict[str, float] = {}
+    for r in done:
+        for k in (r.get("measured") or {}).get("kinds", []):
+            best[k["name"]] = max(best.get(k["name"], 0.0), float(k["auc"]))
+    blind = tuple(sorted(((name, auc) for name, auc in best.items() if auc < RELIABLE_AUC), key=lambda x: x[1]))
+    return Combined(len(done), sum(r["label"] == "fake" for r in done), float(np.mean(probs)) if probs else None,
+                    lean, blind)
 
 
 def report(results: list[DetectorResult], prepared: PreparedImage | None = None,
@@ -544,6 +609,7 @@ class LabMap:
     title: str
     heatmap: np.ndarray
     scores: dict[str, float | None]
+    kind: str = ""
 
 
 def lab_maps(result: DetectorResult, mask_full: np.ndarray) -> tuple[np.ndarray | None, list[LabMap]]:
@@ -551,7 +617,7 @@ def lab_maps(result: DetectorResult, mask_full: np.ndarray) -> tuple[np.ndarray 
     if not result.ok or result.aligned is None:
         return None, []
     truth = mask_in_crop(mask_full, result.aligned)
-    maps = [LabMap(result.title, e.title, resize_map(e.heatmap, truth.shape), score_map(e.heatmap, truth))
+    maps = [LabMap(result.title, e.title, resize_map(e.heatmap, truth.shape), score_map(e.heatmap, truth), e.kind)
             for e in result.explanations if e.heatmap is not None]
     return truth, maps
 

@@ -5,6 +5,7 @@ viridis/cividis only, with a legend.
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable
 
 import numpy as np
@@ -15,6 +16,46 @@ from .charts import captioned_row, colour_legend, map_panel, outline_mask, side_
 from .render import DEFAULT_CMAP, colorize
 
 VERDICT_WORDS = {"fake": "likely manipulated", "real": "likely real"}
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-!|~])")
+
+
+def escape(text: str) -> str:
+    """Text shown literally in Markdown (a caption's ``[*]`` token stays ``[*]``)."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+
+
+def accuracy_markdown(measured: dict[str, Any] | None) -> str:
+    """How well this checkpoint detects, by kind: the sentence and a small table (recorded figures)."""
+    if not measured or not measured.get("kinds"):
+        return "*How well it detects: no measured figures are recorded for this checkpoint.*"
+    rows = ["| kind of fake | AUC | caught |", "| --- | --- | --- |"]
+    for k in sorted(measured["kinds"], key=lambda k: -k["auc"]):
+        flag = " \u26a0\ufe0f" if k["auc"] < 0.5 else ""
+        caught = "\u2013" if k.get("caught") is None else f"{k['caught']:.0%}"
+        rows.append(f"| {escape(k['name'])} | {k['auc']:.2f}{flag} | {caught} |")
+    real = measured.get("real_called_real")
+    tail = f"Real faces called real: {real:.0%}. " if real is not None else ""
+    return (f"**How well it detects (measured):** {escape(measured['sentence'])}\n\n" + "\n".join(rows)
+            + f"\n\n{tail}AUC 0.5 = guessing; below 0.5 = worse than guessing (\u26a0\ufe0f).")
+
+
+def accuracy_table(rows: list[tuple[str, dict[str, Any] | None]]) -> str:
+    """Detectors x kinds of fake (measured AUC), a column for real faces called real, and the
+    one-sentence reading of each row; from each checkpoint's recorded figures."""
+    kinds: list[str] = []
+    for _, m in rows:
+        for k in (m or {}).get("kinds", []):
+            if k["name"] not in kinds:
+                kinds.append(k["name"])
+    head = ["Detector", *kinds, "real faces called real", "in one sentence"]
+    out = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for title, m in rows:
+        auc = {k["name"]: k["auc"] for k in (m or {}).get("kinds", [])}
+        cells = [f"{auc[k]:.2f}" if k in auc else "\u2013" for k in kinds]
+        real = (m or {}).get("real_called_real")
+        sentence = escape(m["sentence"]) if m else "No measured figures are recorded."
+        out.append("| " + " | ".join([title, *cells, "\u2013" if real is None else f"{real:.0%}", sentence]) + " |")
+    return "\n".join(out)
 
 
 def verdict_markdown(result: DetectorResult) -> str:
@@ -28,6 +69,7 @@ def verdict_markdown(result: DetectorResult) -> str:
         lines.append(f"Checkpoint: `{result.source}` \u00b7 {result.seconds:.2f} s")
         if v.n_faces > 1:
             lines.append(f"Face {v.face_index + 1} of {v.n_faces}.")
+        lines.append(accuracy_markdown(result.to_json()["measured"]))
     elif result.status == "off":
         lines.append("### Not run")
         lines.append("Tick **Run** to include this detector.")
@@ -36,7 +78,7 @@ def verdict_markdown(result: DetectorResult) -> str:
     else:
         lines.append("### Not available")
     if result.message:
-        lines.append(f"> **Note:** {result.message}")
+        lines.append(f"> **Note:** {escape(result.message)}")
     return "\n\n".join(lines)
 
 
@@ -60,7 +102,7 @@ def data_lines(data: dict[str, Any], limit: int = 12) -> list[str]:
             break
         text = _number(value)
         if text is not None:
-            lines.append(f"- {key.replace('_', ' ')}: **{text}**")
+            lines.append(f"- {key.replace('_', ' ')}: **{escape(text)}**")
         elif isinstance(value, dict) and set(value) == {"shape", "dtype"}:
             continue  # a big array (kept for interaction), not a number to read
         elif isinstance(value, dict):
@@ -74,26 +116,29 @@ def data_lines(data: dict[str, Any], limit: int = 12) -> list[str]:
 
 def explanation_markdown(e: Explanation) -> str:
     """The sentence beside a picture: what it shows and the numbers behind it."""
-    text = f"**{e.title}.** {e.caption}"
+    text = f"**{escape(e.title)}.** {escape(e.caption)}"
     lines = data_lines(e.data)
     return text + ("\n\n" + "\n".join(lines) if lines else "")
 
 
 def combined_markdown(items: Iterable[DetectorResult | dict]) -> str:
-    """The verdict across detectors and a table of each one's decision (results or their JSON)."""
+    """The verdict across detectors and a table of each one's decision and weight (results or their JSON)."""
     items = [r.to_json() if isinstance(r, DetectorResult) else r for r in items if r]
     combined = combine(items)
-    rows = ["| Detector | Verdict | P(manipulated) | Threshold | Checkpoint |", "| --- | --- | --- | --- | --- |"]
+    rows = ["| Detector | Verdict | P(manipulated) | Threshold | Weight |", "| --- | --- | --- | --- | --- |"]
     for r in items:
         if r.get("status") == "ok":
+            skill = (r.get("measured") or {}).get("skill")
+            weight = "\u2013 (not measured)" if skill is None else f"{skill:.2f}"
             rows.append(f"| {r['title']} | {VERDICT_WORDS[r['label']]} | {r['prob_fake']:.3f} | {r['threshold']:.3f} | "
-                        f"`{r['source']}` |")
+                        f"{weight} |")
         else:
             word = {"off": "not run", "error": "failed"}.get(r.get("status"), "not available")
             rows.append(f"| {r['title']} | {word} | \u2013 | \u2013 | \u2013 |")
-    note = ("Each detector compares its own probability with its own calibrated threshold; agreement is the share "
-            "of detectors on the majority side.")
-    return "\n\n".join([f"## Combined verdict: {combined.summary()}", "\n".join(rows), note])
+    note = ("Each detector compares its own probability with its own calibrated threshold. Its weight is how far "
+            "its measured AUC is above guessing, averaged over the kinds of fake it was measured on (0 = guessing, "
+            "1 = perfect); the card of each detector lists those figures.")
+    return "\n\n".join([f"## Combined verdict: {combined.headline()}", combined.summary(), "\n".join(rows), note])
 
 
 def legend_image(cmap: str = DEFAULT_CMAP) -> np.ndarray:
@@ -112,19 +157,42 @@ def mask_picture(mask: np.ndarray) -> np.ndarray:
     return colorize(np.clip(mask, 0, 1), "cividis")
 
 
-#: Pictures per row in the lab figure (it sits in a narrow card).
-LAB_COLUMNS = 3
+#: Pictures per row in the lab figure (one detector per row of the page).
+LAB_COLUMNS = 6
+#: Side of each picture in the lab figure, in pixels: large enough for a projector.
+LAB_SIDE = 220
+
+
+def zoom_box(truth: np.ndarray, margin: float = 0.6, min_share: float = 0.35) -> tuple[int, int, int, int]:
+    """``(y0, y1, x0, x1)``: a square around the forged pixels with ``margin`` of their size on
+    each side, at least ``min_share`` of the crop, inside it (the whole crop when nothing is forged)."""
+    h, w = truth.shape[:2]
+    ys, xs = np.nonzero(np.asarray(truth) > 0.5)
+    if ys.size == 0:
+        return 0, h, 0, w
+    cy, cx = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2
+    side = max(ys.max() - ys.min(), xs.max() - xs.min()) * (1 + 2 * margin)
+    side = int(min(max(side, min_share * min(h, w)), min(h, w)))
+    y0 = int(np.clip(round(cy - side / 2), 0, h - side))
+    x0 = int(np.clip(round(cx - side / 2), 0, w - side))
+    return y0, y0 + side, x0, x0 + side
 
 
 def lab_figure(crop: np.ndarray, truth: np.ndarray, maps: list[LabMap]) -> np.ndarray:
-    """The forged crop, the ground truth and each map beside it, with the truth outlined on the maps."""
-    panels = [(crop, "what it saw"), (mask_picture(truth), "forged pixels (truth)")]
+    """The forged crop, the ground truth and each map beside it, zoomed to the forged region,
+    with the truth outlined on the maps."""
+    y0, y1, x0, x1 = zoom_box(truth)
+    zoomed = (y1 - y0, x1 - x0) != truth.shape[:2]
+    cut = (lambda a: a[y0:y1, x0:x1])
+    part = cut(truth)
+    panels = [(cut(crop), "what it saw" + (" (zoomed to the forgery)" if zoomed else "")),
+              (mask_picture(part), "forged pixels (truth)")]
     for m in maps:
         auc = m.scores.get("pixel_auc")
         title = f"{m.title}, AUC {auc:.2f}" if auc is not None else m.title
-        panels.append((outline_mask(colorize(np.clip(m.heatmap, 0, 1), DEFAULT_CMAP), truth), title))
+        panels.append((outline_mask(colorize(np.clip(cut(m.heatmap), 0, 1), DEFAULT_CMAP), part), title))
     rows = [panels[i:i + LAB_COLUMNS] for i in range(0, len(panels), LAB_COLUMNS)]
-    return side_by_side([captioned_row(row, colour_bar="map value (0 to 1)",
+    return side_by_side([captioned_row(row, side=LAB_SIDE, colour_bar="map value (0 to 1)",
                                        footer="dashed white line = forged region" if row is rows[-1] else "")
                          for row in rows], gap=0, vertical=True)
 
@@ -144,18 +212,31 @@ def lab_markdown(result: DetectorResult, maps: list[LabMap]) -> str:
     return "\n".join(lines)
 
 
+#: The map every detector's verdict rests on: Grad-CAM of its own "fake" logit.
+DECISION_MAP = "gradcam"
+
+
+def decision_map(maps: list[LabMap]) -> LabMap | None:
+    return next((m for m in maps if m.kind == DECISION_MAP), None)
+
+
 def lab_table(rows: list[tuple[DetectorResult, list[LabMap]]]) -> str:
-    """One line per detector: verdict on the forgery and its best localisation score."""
-    out = ["| Detector | Verdict on the forgery | Best map | Pixel AUC | IoU |", "| --- | --- | --- | --- | --- |"]
+    """One line per detector: its verdict on the forgery and how well the map its verdict rests on
+    (Grad-CAM toward "fake") finds the forged pixels; a detector that called the forgery real
+    found nothing to locate, whatever its maps show."""
+    out = ["| Detector | Verdict on the forgery | Its verdict's map (Grad-CAM): pixel AUC | IoU |",
+           "| --- | --- | --- | --- |"]
     for result, maps in rows:
         if not result.ok:
             continue
-        best = max(maps, key=lambda m: m.scores.get("pixel_auc") or 0.0, default=None)
         verdict = result.verdict.summary()
-        if best is None:
-            out.append(f"| {result.title} | {verdict} | \u2013 | \u2013 | \u2013 |")
-            continue
-        auc, iou = best.scores.get("pixel_auc"), best.scores.get("iou")
-        out.append(f"| {result.title} | {verdict} | {best.title} | {'n/a' if auc is None else f'{auc:.2f}'} | "
-                   f"{'n/a' if iou is None else f'{iou:.2f}'} |")
+        used = decision_map(maps)
+        if not result.verdict.is_fake:
+            out.append(f"| {result.title} | {verdict} | missed: called it real | \u2013 |")
+        elif used is None:
+            out.append(f"| {result.title} | {verdict} | no map | \u2013 |")
+        else:
+            auc, iou = used.scores.get("pixel_auc"), used.scores.get("iou")
+            out.append(f"| {result.title} | {verdict} | {'n/a' if auc is None else f'{auc:.2f}'} | "
+                       f"{'n/a' if iou is None else f'{iou:.2f}'} |")
     return "\n".join(out)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from detectors import create_detector
+from detectors.measured import measured_of
 from explain import analysis
 from explain.analysis import Analyzer, Choice, DetectorSlot, ModelCache, combine, score_map
 
@@ -92,18 +93,48 @@ def test_a_failing_detector_becomes_an_error_card(analyzer, prepared, monkeypatc
     assert result.status == "error" and "boom" in result.message
 
 
-def _item(label: str, prob: float) -> dict:
-    return {"status": "ok", "label": label, "prob_fake": prob}
+def _item(label: str, prob: float, kinds: dict[str, float] | None = None) -> dict:
+    """A detector's JSON result; ``kinds`` = its measured AUC by kind of fake."""
+    item = {"status": "ok", "label": label, "prob_fake": prob, "title": f"detector {label} {prob}"}
+    if kinds is not None:
+        config = {"extra": {"measured": {"set": {"label": "a set", "kinds": {
+            k: {"label": k, "auc": auc, "caught": None} for k, auc in kinds.items()}}}}}
+        item["measured"] = analysis.measured_json(measured_of(config))
+    return item
 
 
-def test_combined_verdict_and_agreement():
-    c = combine([_item("fake", 0.9), _item("fake", 0.7), _item("real", 0.2), {"status": "missing"}])
-    assert (c.n, c.n_fake, c.label) == (3, 2, "fake") and c.agreement == pytest.approx(2 / 3)
-    assert c.summary() == "2 of 3 detectors say likely manipulated (agreement 67%)."
-    split = combine([_item("fake", 0.9), _item("real", 0.1)])
-    assert split.label == "split" and "disagree" in split.summary()
+def test_votes_are_weighed_by_measured_skill():
+    strong, weak = {"ae": 1.0, "gan": 0.9}, {"ae": 0.55, "gan": 0.45}
+    c = combine([_item("fake", 0.9, strong), _item("real", 0.2, weak), _item("real", 0.3, weak), {"status": "missing"}])
+    assert (c.n, c.n_fake, c.n_real) == (3, 1, 2)
+    assert c.label == "fake" and c.lean == pytest.approx((0.9 - 2 * 0.05) / (0.9 + 2 * 0.05))  # one skilled vote outweighs two
+    assert "1 of 3 detectors say likely manipulated, 2 say likely real" in c.summary() and "lean manipulated" in c.summary()
+
+
+def test_agreeing_detectors_that_are_near_guessing_are_never_called_confident():
+    blind = {"ae": 0.95, "gan": 0.41}
+    c = combine([_item("real", 0.1, blind)] * 5)
+    assert c.label == "real" and "unanimous" not in c.summary()
+    assert c.blind_spots == (("gan", 0.41),) and "None of them reliably detects gan (best AUC 0.41)" in c.summary()
+    split = combine([_item("fake", 0.9, blind), _item("real", 0.1, blind)])
+    assert split.label == "inconclusive" and "do not lean clearly" in split.summary()
+    unmeasured = combine([_item("fake", 0.9), _item("fake", 0.8)])
+    assert unmeasured.lean is None and unmeasured.label == "inconclusive" and "cannot be weighed" in unmeasured.summary()
     assert combine([]).label == "none"
-    assert combine([_item("real", 0.1)] * 3).summary().endswith("(unanimous).")
+
+
+def test_measured_figures_read_as_one_sentence_and_a_skill():
+    config = {"extra": {"measured": {
+        "heldout": {"label": "own", "real_called_real": 0.8, "kinds": {
+            "ae": {"label": "autoencoder deepfakes (whole face)", "auc": 1.0, "caught": 0.97},
+            "donor": {"label": "donor blends (parts)", "auc": 0.72, "caught": 0.4}}},
+        "stylegan2": {"label": "StyleGAN2 faces", "real_called_real": 0.5, "kinds": {
+            "all": {"label": "StyleGAN2 faces (generated)", "auc": 0.41, "caught": 0.3}}}}}}
+    m = measured_of(config)
+    assert m.real_called_real == 0.5 and m.skill == pytest.approx((1.0 + 0.44 + 0.0) / 3)
+    assert m.sentence() == ("It catches autoencoder deepfakes (1.00); is weak on donor blends (0.72); is worse than "
+                            "guessing on StyleGAN2 faces (0.41) (AUC: 0.5 = guessing, 1 = perfect).")
+    assert measured_of({}).sentence().startswith("No measured accuracy")
 
 
 def test_score_map_against_sklearn():

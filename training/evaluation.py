@@ -55,8 +55,10 @@ def draws_summary(detector, build, first: dict[str, Any], seeds: list[int], batc
     aucs = [M.auc(r["scores"], r["labels"]) for r in results]
     kinds = [metrics_by_kind(r, float(detector.config.threshold)) for r in results]
     by_kind = {k: float(np.mean([d[k]["auc"] for d in kinds if k in d])) for k in kinds[0]}
+    caught = {k: float(np.mean([d[k]["recall"] for d in kinds if k in d])) for k in kinds[0]}
     return {"seeds": list(seeds), "auc": aucs, "mean": float(np.mean(aucs)), "std": float(np.std(aucs)),
-            "min": float(np.min(aucs)), "max": float(np.max(aucs)), "by_kind_mean": by_kind}
+            "min": float(np.min(aucs)), "max": float(np.max(aucs)), "by_kind_mean": by_kind,
+            "by_kind_recall_mean": caught}
 
 
 def plot_roc(scores: np.ndarray, labels: np.ndarray, path: Path, title: str, threshold: float | None = None) -> Path | None:
@@ -99,6 +101,53 @@ def write_threshold(folder: Path, threshold: float, info: dict[str, Any]) -> Pat
     data["threshold"] = float(threshold)
     extra = dict(data.get("extra") or {})
     extra["calibration"] = {"rule": CALIBRATION_RULE, **info}
+    data["extra"] = extra
+    path.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
+    return path
+
+
+def measured_record(metrics: dict[str, Any], scores: np.ndarray, labels: np.ndarray, threshold: float,
+                    label: str, command: str, data: str, by_kind: bool = True) -> dict[str, Any]:
+    """What a checkpoint's card and the app say about how well it detects, by kind of fake.
+
+    Per kind: its AUC against all reals and the share of its fakes caught at the stored
+    threshold (means over draws when several were scored); ``real_called_real``: the share of
+    real faces the detector calls real at that threshold. With ``by_kind=False`` (a ``real/`` +
+    ``fake/`` folder, whose fakes are of one kind) the set is one kind, named by ``label``.
+    """
+    from .data.kinds import KIND_LABELS
+
+    draws = metrics.get("draws")
+    kinds: dict[str, dict[str, Any]] = {}
+    if by_kind and metrics.get("by_kind"):
+        auc_of = draws["by_kind_mean"] if draws else {k: v["auc"] for k, v in metrics["by_kind"].items()}
+        caught_of = draws["by_kind_recall_mean"] if draws else {k: v["recall"] for k, v in metrics["by_kind"].items()}
+        for kind in metrics["by_kind"]:
+            kinds[kind] = {"label": KIND_LABELS.get(kind, kind), "auc": _round(auc_of.get(kind)),
+                           "caught": _round(caught_of.get(kind))}
+    else:
+        kinds["all"] = {"label": label, "auc": _round(metrics["auc"]),
+                        "caught": _round(M.accuracy(scores[labels == 1], labels[labels == 1], threshold))}
+    return {"label": label, "data": data, "split": metrics.get("split"),
+            "n_real": int(metrics["n_real"]), "n_fake": int(metrics["n_fake"]),
+            "auc": _round(draws["mean"] if draws else metrics["auc"]),
+            "auc_sd": _round(draws["std"]) if draws else None, "draws": len(draws["auc"]) if draws else 1,
+            "real_called_real": _round(M.accuracy(scores[labels == 0], labels[labels == 0], threshold)),
+            "threshold": _round(threshold), "kinds": kinds, "command": command}
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
+def write_measured(folder: Path, name: str, record: dict[str, Any]) -> Path:
+    """Store one measured set (see :func:`measured_record`) under ``extra.measured.<name>``."""
+    path = Path(folder) / CONFIG_FILE
+    data = json.loads(path.read_text(encoding="utf-8"))
+    extra = dict(data.get("extra") or {})
+    measured = dict(extra.get("measured") or {})
+    measured[name] = record
+    extra["measured"] = measured
     data["extra"] = extra
     path.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
     return path

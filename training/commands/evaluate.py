@@ -31,6 +31,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--draws", type=int, default=1, metavar="N",
                    help="with forgeries made per the recipe: score N draws of them (seeds seed..seed+N-1) "
                         "and report the AUC of each and their mean (default 1)")
+    p.add_argument("--record", metavar="NAME",
+                   help="store these figures in the checkpoint's config.json as extra.measured.NAME, where the app "
+                        "and the model card read how well the checkpoint detects, by kind (a local folder or demo)")
+    p.add_argument("--label", help="with --record: what the fakes are, in words (e.g. 'StyleGAN2 faces')")
     p.add_argument("--out", help="folder for metrics.json and roc.png")
     p.add_argument("--cpu", action="store_true", help="evaluate on the CPU even if a GPU is present")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object on the last line")
@@ -147,6 +151,18 @@ def run(args: argparse.Namespace) -> int:
         metrics["localization"] = E.localization(detector, dataset, max_items=args.localization,
                                                  progress=not args.json, candidates=result["has_mask"])
     metrics.update({"detector": args.detector, "source": detector.source, "data": _describe(data_cfg), "split": split})
+    if args.record:
+        folder = local_checkpoint(source, get_entry(args.detector).family)
+        if folder is None:
+            say(f"cannot record into {source}: not a local checkpoint folder (download it first)")
+            return 2
+        own_kinds = "pool" in data_cfg  # forgeries made per the recipe: their kinds are known
+        label = args.label or ("the project's own forgeries, on held-out faces" if own_kinds else _describe(data_cfg))
+        record = E.measured_record(metrics, result["scores"], result["labels"], threshold, label,
+                                   getattr(args, "command_line", ""), f"folder {args.data}" if args.data and not
+                                   own_kinds else _describe(data_cfg), by_kind=own_kinds)
+        E.write_measured(folder, args.record, record)
+        say(f"recorded as extra.measured.{args.record} -> {folder / 'config.json'}")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
