@@ -36,7 +36,7 @@ class KindFigure:
 
     @property
     def words(self) -> str:
-        return next(words for lower, words in AUC_BANDS if self.auc >= lower)
+        return next(words for lower, words in AUC_BANDS if round(self.auc, 2) >= lower)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from .charts import captioned_row, colour_legend, map_panel, outline_mask, side_
 from .render import DEFAULT_CMAP, colorize
 
 VERDICT_WORDS = {"fake": "likely manipulated", "real": "likely real"}
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-!|~])")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")  # what Markdown would read mid-line
 
 
 def escape(text: str) -> str:

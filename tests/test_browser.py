@@ -94,6 +94,15 @@ def test_upload_shows_every_card_with_verdicts_and_pictures(page):
         arg=n, timeout=TIMEOUT_MS)
     combined = page.inner_text("#combined")
     assert sum(line.count("likely") for line in combined.splitlines()[1:]) >= n, combined
+    assert "unanimous" not in combined and "Weight" in combined
+    page.wait_for_function("() => /detectors are done/.test(document.querySelector('#status')?.innerText || '')",
+                           timeout=TIMEOUT_MS)
+    for family in set(available) & set(KNOWN_FAMILIES):  # the demo checkpoints carry measured figures
+        assert "How well it detects (measured)" in page.inner_text(f"#verdict-{family}"), family
+    boxes = [page.locator(f"#card-{f}").bounding_box() for f in available]
+    assert len({round(b["x"]) for b in boxes}) == 1 and len({round(b["width"]) for b in boxes}) == 1, \
+        "one detector per row: every card starts at the same x and is as wide as the others (no orphan card)"
+    assert len({round(b["y"]) for b in boxes}) == len(boxes)
     page.screenshot(path=str(ARTIFACTS / "app-analyze.png"), full_page=True)
 
 
@@ -120,7 +129,7 @@ def test_forgery_lab_shows_truth_beside_each_map(page):
     page.set_input_files("#lab-photo input[type=file]", str(ROOT / "assets" / "examples" / "astronaut.png"))
     page.wait_for_timeout(1500)
     page.click("#forge-btn")
-    page.wait_for_function("() => /Pixel AUC/.test(document.querySelector('#lab-table')?.innerText || '')",
+    page.wait_for_function("() => /pixel AUC/.test(document.querySelector('#lab-table')?.innerText || '')",
                            timeout=TIMEOUT_MS)
     page.wait_for_function(
         "() => { const i = document.querySelector('#lab-tiny img'); return i && i.complete && i.naturalWidth > 0; }",

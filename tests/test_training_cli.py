@@ -234,6 +234,37 @@ def test_evaluate_draws_scores_each_forgery_draw_and_refuses_fixed_folders(train
     assert "--draws must be at least 1" in capsys.readouterr().err
 
 
+def test_evaluate_record_stores_measured_figures_by_kind_that_the_app_reads(trained, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from detectors import create_detector
+    from detectors.measured import measured_of
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained["full"] / "best", ckpt)
+    base = ["evaluate", "--detector", "tiny_test", "--source", str(ckpt), "--recipe", str(trained["recipe"]),
+            "--localization", "0"]
+    assert main(base + ["--draws", "2", "--record", "heldout", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    record = json.loads((ckpt / "config.json").read_text())["extra"]["measured"]["heldout"]
+    assert record["auc"] == pytest.approx(metrics["draws"]["mean"], abs=1e-4) and record["draws"] == 2
+    assert set(record["kinds"]) == set(metrics["by_kind"]) and record["command"].startswith("python -m training evaluate")
+    for kind, figure in record["kinds"].items():
+        assert figure["auc"] == pytest.approx(metrics["draws"]["by_kind_mean"][kind], abs=1e-4)
+    folder = tmp_path / "faces"  # a real/ + fake/ folder is one kind, named by --label
+    for label in ("real", "fake"):
+        (folder / label).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(np.random.default_rng(i + 10 * (label == "fake")).integers(0, 255, (32, 32, 3), np.uint8)
+                            ).save(folder / label / f"{i}.png")
+    assert main(base + ["--data", str(folder), "--record", "gan", "--label", "GAN faces (made elsewhere)"]) == 0
+    measured = measured_of(create_detector("tiny_test", str(ckpt)).config)
+    assert measured.sets == ("gan", "heldout")
+    gan = [k for k in measured.kinds if k.measured_on == "GAN faces (made elsewhere)"]
+    assert [k.short for k in gan] == ["GAN faces"] and 0.0 <= gan[0].auc <= 1.0
+
+
 def test_recipes_resolve_override_and_validate(tmp_path):
     from training.recipes import CONFIG_DIR, RecipeError, load_recipe, stage_data, stage_settings
 

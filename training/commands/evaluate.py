@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         if folder is None:
             say(f"cannot record into {source}: not a local checkpoint folder (download it first)")
             return 2
-        own_kinds = "pool" in data_cfg  # forgeries made per the recipe: their kinds are known
+        own_kinds = not ({"folder", "deepfakebench_json"} & set(data_cfg))  # forgeries made here: kinds known
         label = args.label or ("the project's own forgeries, on held-out faces" if own_kinds else _describe(data_cfg))
         record = E.measured_record(metrics, result["scores"], result["labels"], threshold, label,
                                    getattr(args, "command_line", ""), f"folder {args.data}" if args.data and not
