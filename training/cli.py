@@ -19,6 +19,8 @@ COMMANDS = {
     "make-fakes": "make_fakes",
     "train-ae": "train_ae",
     "make-examples": "make_examples",
+    "measured": "measured",
+    "pretrained": "pretrained",
 }
 
 
