@@ -61,7 +61,8 @@ EOF
 { header requirements.txt requirements.lock; cat "$work/app.lock"; } > requirements.lock
 
 # The test extras on top, with every app package held at its locked version.
-grep -vE '^\s*(-r|--requirement)\b' requirements-test.txt > "$work/test.txt"
+grep -vE '^\s*(-r|--requirement)\s+requirements\.txt\b' requirements-test.txt > "$work/test.txt"
+cp requirements-convert.txt "$work/"  # test.txt's own -r, resolved beside it
 "${pip[@]}" install -q -c "$work/app.lock" -r "$work/test.txt"
 check
 "${pip[@]}" freeze --all --exclude pip > "$work/all.lock"
