@@ -139,7 +139,7 @@ def test_colour_legend_runs_from_low_on_the_left_to_high_on_the_right():
     assert xs_low.max() < 150 < xs_high.min()
 
 
-def test_lab_figure_wraps_after_three_pictures_and_outlines_the_truth_on_maps():
+def test_lab_figure_wraps_after_a_row_of_pictures_and_outlines_the_truth_on_maps():
     from explain.analysis import LabMap
     from explain.summary import LAB_COLUMNS, lab_figure
 
@@ -147,9 +147,9 @@ def test_lab_figure_wraps_after_three_pictures_and_outlines_the_truth_on_maps():
     truth = ((yy - 32) ** 2 + (xx - 32) ** 2 < 15 ** 2).astype(np.float32)
     crop = np.zeros((64, 64, 3), np.uint8)
     blank = LabMap("d", "map", np.zeros((64, 64), np.float32), {"pixel_auc": 0.5})
-    one_row = lab_figure(crop, truth, [blank])  # crop, truth, one map
-    two_rows = lab_figure(crop, truth, [blank] * 3)
-    assert LAB_COLUMNS == 3 and 1.7 < two_rows.shape[0] / one_row.shape[0] < 2.1
+    one_row = lab_figure(crop, truth, [blank] * (LAB_COLUMNS - 2))  # crop, truth and maps: one full row
+    two_rows = lab_figure(crop, truth, [blank] * (LAB_COLUMNS - 1))  # one picture more
+    assert 1.7 < two_rows.shape[0] / one_row.shape[0] < 2.1
     assert one_row.shape[1] == two_rows.shape[1]
     # The blank map is one flat viridis colour; inside its square only the truth's outline is white.
     flat = np.all(one_row == charts.shades([0.0])[0], axis=-1)
