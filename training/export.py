@@ -44,9 +44,17 @@ KIND_TEXT = {"sbi": "self-blended images (SBI)", "donor": "donor blends (Face X-
              "ae": "autoencoder deepfakes", "region": "region forgeries described by sentences"}
 
 
+def uses_gan_faces(data: dict[str, Any]) -> bool:
+    """Whether a recipe's data section mixes in GAN faces read from ``gan_pool`` (the ``gan`` kind)."""
+    if not data.get("gan_pool"):
+        return False
+    mixes = [data.get("kinds") or {}, data.get("deepfake_anchor") or {}]
+    return any(float(m.get("gan") or 0) > 0 for m in mixes)
+
+
 def fake_kinds(data: dict[str, Any]) -> str:
     """The forgery kinds a recipe's data section mixes in, in words."""
-    kinds = [k for k, w in (data.get("kinds") or {}).items() if k != "real" and w]
+    kinds = [k for k, w in (data.get("kinds") or {}).items() if k not in ("real", "gan") and w]
     if data.get("folder") or data.get("deepfakebench_json"):
         return "fakes read from " + str(data.get("folder") or data.get("deepfakebench_json"))
     if not kinds:
@@ -79,6 +87,24 @@ def load_metrics(paths: list[str | Path]) -> dict[str, dict[str, Any]]:
             name = f"{name} ({data['split']})"
         found[name] = data
     return found
+
+
+def _init_lines(init: dict[str, Any] | None) -> list[str]:
+    """Where the tower started (a recipe's ``model.init``, recorded by ``train``)."""
+    if not init:
+        return []
+    return [f"- The `{init.get('module', 'backbone')}` started from `{init.get('backbone')}` "
+            f"({init.get('hub_id')}; offline from `{init.get('source')}`, licence {init.get('licence')}; "
+            f"converted weights sha256 `{init.get('weights_sha256')}`), {init.get('tensors')} tensors loaded "
+            f"strictly, its classifier head left out; this checkpoint holds the fine-tuned weights"]
+
+
+def _gan_lines(data: dict[str, Any]) -> list[str]:
+    if uses_gan_faces(data):
+        return [f"- GAN faces: StyleGAN2 faces (thispersondoesnotexist) from `{data.get('gan_pool')}`, 128×128 "
+                "JPEG q75, made by NVIDIA's non-commercial StyleGAN2 model; none of them is in `dev-gan`, which "
+                "therefore measures the same generator on unseen faces, not an unseen kind."]
+    return ["- No GAN-generated faces were used for training; `dev-gan` (StyleGAN2 faces) is evaluation-only."]
 
 
 def model_card(detector, metrics: dict[str, dict[str, Any]] | None = None, repo_id: str | None = None,
@@ -115,6 +141,7 @@ def model_card(detector, metrics: dict[str, dict[str, Any]] | None = None, repo_
               + (f" (calibrated: {calibration.get('rule')}, on {calibration.get('data')})" if calibration else ""),
               f"- Backbone a user online would start from: `{cfg.pretrained_weights}`" if cfg.pretrained_weights
               else "- Trained from scratch (no pretrained weights).",
+              *_init_lines(training.get("init")),
               "", "## How to use", "", "```python",
               "from detectors import create_detector",
               "",
@@ -127,7 +154,7 @@ def model_card(detector, metrics: dict[str, dict[str, Any]] | None = None, repo_
               "CC BY-NC-SA 4.0), downscaled to 128×128.",
               f"- Fake faces: synthesised by the project's own forgery generators from those real faces "
               f"({fake_kinds(training.get('data') or {})}).",
-              "- No GAN-generated faces were used for training; `dev-gan` (StyleGAN2 faces) is evaluation-only."]
+              *_gan_lines(training.get("data") or {})]
     if training.get("data"):
         lines.append(f"- Data section of the recipe: `{json.dumps(training['data'], sort_keys=True)}`")
     lines.append("")

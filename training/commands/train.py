@@ -98,8 +98,26 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and not (out / "last").exists():
         print(f"error: --resume: no run to resume in {out}", file=sys.stderr)
         return 2
+    from training.pretrained_init import InitError, apply_init, split_model_section
+
+    try:
+        overrides, init = split_model_section(recipe.get("model"))
+    except InitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     set_seed(int(recipe["train"]["seed"]))
-    model = build_detector(detector, **recipe.get("model", {}))
+    model = build_detector(detector, **overrides)
+    if init and not args.resume and not args.init:
+        from detectors.pretrained import PretrainedError
+
+        try:  # model.init: the tower starts from a named pretrained backbone (training/pretrained_init.py)
+            record = apply_init(model, init)
+        except (InitError, PretrainedError) as exc:
+            print(f"error: model.init {init}: {exc}", file=sys.stderr)
+            return 2
+        model.config.extra = {**(model.config.extra or {}), "init": record}
+        print(f"model.init: {record['module']} starts from {record['backbone']} ({record['source']}, "
+              f"{record['tensors']} tensors; head left out: {len(record['skipped'])} tensors)")
     if args.init and not args.resume:
         try:
             start_from(model, args.init)

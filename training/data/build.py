@@ -5,7 +5,8 @@
 - synthetic pool (default): ``pool`` (folder of real faces, default ``../shared/data/ffhq128-real``
   from the repo root), ``kinds`` (mix over real|sbi|donor|ae|region), ``cycle_kinds``,
   ``regions``, ``augment``, ``ae_weights``, ``limit``, ``val_fraction``, ``forgery_options``
-  (per-kind generator options, e.g. ``{ae: {whole_frame_p: 0.5}}``);
+  (per-kind generator options, e.g. ``{ae: {whole_frame_p: 0.5}}``), ``gan_pool`` (a folder of
+  GAN-made faces the ``gan`` kind reads, e.g. ``../shared/data/gan-train``: training data only);
 - ``folder: DIR`` with ``real/``, ``fake/`` and optional ``masks/``;
 - ``deepfakebench_json: FILE`` with ``dataset``, ``label_map``, optional ``root``,
   ``compression`` (c23), ``frames_per_video``.
@@ -54,4 +55,5 @@ def build_dataset(data_cfg: dict | None, detector_config: Any, split: str, seed:
         _path(cfg.get("pool", DEFAULT_POOL)), detector_config, "all" if split == "test" else split, seed,
         kinds_mix=cfg.get("kinds"), cycle_kinds=bool(cfg.get("cycle_kinds", False)), regions=cfg.get("regions"),
         augment=cfg.get("augment"), ae_weights=str(_path(ae)) if ae else None, limit=cfg.get("limit"),
-        val_fraction=val_fraction, forgery_options=cfg.get("forgery_options"))
+        val_fraction=val_fraction, forgery_options=cfg.get("forgery_options"),
+        gan_pool=_path(cfg["gan_pool"]) if cfg.get("gan_pool") else None)

@@ -11,6 +11,10 @@
   itself per epoch, so use ``shuffle=False`` then (:attr:`ordered` is True).
 - Forgery options: ``forgery_options`` passes keyword options to one kind's generator
   (``{ae: {whole_frame_p: 0.5}}``, see :mod:`training.data.forgery`).
+- GAN faces: the ``gan`` kind is not made here but read from ``gan_pool`` (a folder of whole
+  faces a GAN made elsewhere, e.g. ``../shared/data/gan-train``), split by the same file-name
+  hash as the real pool and aligned with the same crop policy; mask all ones (every pixel was
+  generated). Item ``i`` of kind ``gan`` takes a GAN face drawn by the item's own rng.
 - Faces are aligned with the detector's crop policy from cached landmarks; files without a face
   are left out of the pool (counted in :attr:`no_face_count`).
 """
@@ -28,10 +32,10 @@ from detectors.faces import load_image
 from . import kinds
 from .augment import AugmentConfig
 from .donors import nearest_neighbours
-from .forgery import DEFAULT_REGIONS, GENERATORS, make_forgery
+from .forgery import DEFAULT_REGIONS, GENERATORS, Forgery, make_forgery
 from .items import crop_face, in_val_split, make_item
 from .landmark_cache import LandmarkCache, list_images
-from .sentences import region_vector
+from .sentences import WHOLE_FACE_SENTENCES, region_vector
 
 _VAL_STREAM = 0x7A11  # separates val/all draws from train draws of epoch 0
 
@@ -58,7 +62,8 @@ class SyntheticForgeries(torch.utils.data.Dataset):
                  kinds_mix: dict[str, float] | None = None, cycle_kinds: bool = False,
                  regions: list[str] | None = None, augment: Any = None, ae_weights: str | None = None,
                  limit: int | None = None, val_fraction: float = 0.1, donor_k: int = 20,
-                 forgery_options: dict[str, dict[str, Any]] | None = None) -> None:
+                 forgery_options: dict[str, dict[str, Any]] | None = None,
+                 gan_pool: str | Path | None = None) -> None:
         if split not in ("train", "val", "all"):
             raise ValueError(f"split must be train, val or all, not {split!r}")
         self.config = detector_config
@@ -95,8 +100,35 @@ class SyntheticForgeries(torch.utils.data.Dataset):
             raise ValueError(f"no usable faces in {pool} for split {split!r}")
         self.neighbours = nearest_neighbours(self.landmarks, k=donor_k)
         self._images: dict[int, np.ndarray] = {}
+        self.gan_files: list[Path] = []
+        self.gan_landmarks: list[np.ndarray] = []
+        if "gan" in self.kind_names:
+            self._load_gan_pool(gan_pool, split, val_fraction)
         if "ae" in self.kind_names:
             self._autoencoder()  # fail early if the weights are missing
+
+    def _load_gan_pool(self, gan_pool: str | Path | None, split: str, val_fraction: float) -> None:
+        if not gan_pool:
+            raise ValueError("kind 'gan' needs data.gan_pool: a folder of GAN-made faces (e.g. ../shared/data/gan-train)")
+        files = list_images(gan_pool)
+        if split != "all":
+            files = [f for f in files if in_val_split(f.name, val_fraction) == (split == "val")]
+        landmarks = LandmarkCache().get_many(files, desc=f"face landmarks of {Path(gan_pool).name}")
+        keep = [i for i, p in enumerate(landmarks) if p is not None]
+        self.gan_files = [files[i] for i in keep]
+        self.gan_landmarks = [landmarks[i] for i in keep]
+        if not self.gan_files:
+            raise ValueError(f"no usable faces in the GAN pool {gan_pool} for split {split!r}")
+        self._gan_images: dict[int, np.ndarray] = {}
+
+    def gan_face(self, rng: np.random.Generator) -> tuple[np.ndarray, Path]:
+        """One GAN face, aligned with the detector's crop policy, drawn by ``rng``."""
+        g = int(rng.integers(len(self.gan_files)))
+        img = self._gan_images.get(g)
+        if img is None:
+            img = self._gan_images[g] = load_image(self.gan_files[g])
+        crop, _, _ = crop_face(img, self.gan_landmarks[g], self.policy)
+        return crop, self.gan_files[g]
 
     # -- epochs and seeds ------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
@@ -146,6 +178,12 @@ class SyntheticForgeries(torch.utils.data.Dataset):
         """The un-augmented :class:`~training.data.forgery.Forgery` of item ``index`` and its rng."""
         rng = self._rng(index)
         kind = self.kind_of(index, rng)
+        if kind == "gan":
+            crop, path = self.gan_face(rng)
+            size = crop.shape[0]
+            f = Forgery(crop, np.ones((size, size), np.float32), 1,
+                        meta={"kind": "gan", "regions": ["face"], "file": path.name})
+            return f, rng
         j = self._file_index(index)
         crop, pts = self.aligned(j)
         donors = None
@@ -162,5 +200,7 @@ class SyntheticForgeries(torch.utils.data.Dataset):
             raise IndexError(index)
         f, rng = self.forgery(index)
         code = kinds.KIND_CODES[f.meta["kind"]]
+        # a GAN face's sentence is the generated deepfake's ("generated by a neural network")
+        sentence = WHOLE_FACE_SENTENCES[kinds.DEEPFAKE] if code == kinds.GAN else None
         return make_item(f.image, f.mask, f.label, code, region_vector(f.meta["regions"]),
-                         Path(f.meta["file"]).stem, self.config, rng=rng, aug=self.aug)
+                         Path(f.meta["file"]).stem, self.config, rng=rng, aug=self.aug, sentence=sentence)

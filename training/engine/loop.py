@@ -102,6 +102,8 @@ class Trainer:
         self.log = MetricsLog(self.out, enabled=self.accelerator.is_main_process)
         self.progress = Progress()
         self._requires_grad = {n: p.requires_grad for n, p in model.named_parameters()}
+        # ``model.init`` (training/pretrained_init.py): what the tower started from, for training info
+        self.init_record = (model.config.extra or {}).pop("init", None)
         self.last_val: dict[str, Any] | None = None
         self._final_optim: tuple[Any, Any] = (None, None)
         self._run_steps = 0  # optimizer steps taken by this invocation (for --stop-after)
@@ -334,6 +336,8 @@ class Trainer:
                 "stage": stage, "total_steps": p.total_step,
                 "train": {k: settings[k] for k in ("optimizer", "lr", "batch_size", "grad_accum", "epochs",
                                                    "max_steps", "seed")}}
+        if self.init_record:
+            info["init"] = self.init_record
         if metrics:
             info["validation"] = {k: metrics.get(k) for k in ("auc", "video_auc", "eer", "ap", "acc", "n_real",
                                                               "n_fake")}
@@ -394,6 +398,7 @@ class Trainer:
         self.progress = Progress(**meta["progress"])
         cfg_extra = json.loads((folder / "config.json").read_text()).get("extra", {})
         self.model.config.extra = cfg_extra
+        self.init_record = self.init_record or (cfg_extra.get("training") or {}).get("init")
         self.accelerator.print(f"resuming {self.out} at stage {self.stages[self.progress.stage_index].name}, "
                                f"epoch {self.progress.epoch}, step {self.progress.step}")
         rng_t = {k: v for k, v in tensors.items() if k.startswith("rng.")}

@@ -20,6 +20,13 @@ One stage, all loss weights 1 (the paper's):
 Other kinds (e.g. ``region`` forgeries) join the head losses with blending = 1, identity = 0,
 generative = 0, but not the bridging or transitions.
 
+GAN faces (kind ``gan``, whole faces a GAN made elsewhere, e.g. ``../shared/data/gan-train``) are
+deepfakes in the paper's sense: generated, with nothing of the real face left. They stand in
+the deepfake anchor (:data:`ANCHOR_OF`), so they take its attribute targets (blending,
+identity inconsistency and generative artifact all 1), its bridges and its transition. A
+recipe mixes them in with ``data.deepfake_anchor: {ae: W, gan: W}`` (training items only:
+:func:`build_anchor_dataset`), so validation stays the project's own four kinds.
+
 The explanation's path plot needs the anchors' feature centres. During training the method keeps
 an exponential moving average of each anchor's pooled-feature centre (``anchor_momentum``) in the
 detector's buffers, so every checkpoint the engine writes has a usable path. After training,
@@ -44,6 +51,8 @@ from training.data import kinds as K
 from .base import Stage, TrainingMethod, register_method
 
 ANCHOR_KINDS = (K.REAL, K.SBI, K.DONOR, K.DEEPFAKE)
+#: Kinds that stand in another kind's anchor: a GAN face is a deepfake anchor.
+ANCHOR_OF = {K.GAN: K.DEEPFAKE}
 #: (from kind, to kind, transition block name, which attribute the pair's lambda softens)
 BRIDGES = ((K.REAL, K.SBI, "real_to_sbi", "blend"),
            (K.SBI, K.DONOR, "sbi_to_donor", "identity"),
@@ -57,8 +66,17 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
     return -(torch.stack([1 - target, target], dim=1) * log_p).sum(1).mean()
 
 
+def anchor_kinds(kind: torch.Tensor) -> torch.Tensor:
+    """``kind`` with every stand-in kind (:data:`ANCHOR_OF`) replaced by the anchor it stands in."""
+    out = kind.clone()
+    for src, dst in ANCHOR_OF.items():
+        out[kind == src] = dst
+    return out
+
+
 def attribute_targets(kind: torch.Tensor, label: torch.Tensor) -> dict[str, torch.Tensor]:
     """Hard attribute targets of real samples: blending, identity inconsistency, generative."""
+    kind = anchor_kinds(kind)
     blend = (label > 0).float()
     identity = ((kind == K.DONOR) | (kind == K.DEEPFAKE)).float()
     deepfake = (kind == K.DEEPFAKE).float()
@@ -108,6 +126,7 @@ class ProDetMethod(TrainingMethod):
     def loss(self, model: nn.Module, batch: dict[str, Any], stage: Stage) -> dict[str, torch.Tensor]:
         net = _unwrap(model)
         image, kind, label = flat_batch(batch)
+        kind = anchor_kinds(kind)  # GAN faces stand in the deepfake anchor
         order = torch.argsort(kind, stable=True)  # real | SBI | donor | deepfake | others
         image, kind, label = image[order], kind[order], label[order]
         fmap = net.feature_map(image)
@@ -184,7 +203,7 @@ def fit_anchors(model: nn.Module, batches: Iterable[dict[str, Any]], max_batches
             break
         image, kind, _ = flat_batch(batch)
         pooled = model.feature_map(image.to(device)).float().mean((2, 3))
-        kind = kind.to(device)
+        kind = anchor_kinds(kind.to(device))
         for k in ANCHOR_KINDS:
             if (kind == k).any():
                 feats[k].append(pooled[kind == k].cpu())
@@ -229,13 +248,22 @@ class AnchorQuadruples(torch.utils.data.Dataset):
 
 def build_anchor_dataset(cfg: dict[str, Any], detector_config: Any, split: str, seed: int = 0):
     """``data.builder`` for ProDet recipes: :class:`AnchorQuadruples` of the synthetic pool for
-    training; the recipe's plain mix (``kinds``) for validation and evaluation."""
+    training; the recipe's plain mix (``kinds``) for validation and evaluation.
+
+    ``data.deepfake_anchor`` (training only; default ``{ae: 1}``) is the mix the deepfake anchor
+    draws from, per item: ``{ae: 1, gan: 1}`` makes it the face's autoencoder re-rendering or a
+    GAN face from ``data.gan_pool``, half each."""
     from training.data.build import build_dataset
 
+    cfg = dict(cfg)
+    deepfake_mix = dict(cfg.pop("deepfake_anchor", None) or {K.KIND_NAMES[K.DEEPFAKE]: 1})
     if split != "train":
         return build_dataset(cfg, detector_config, split, seed=seed)
-    parts = [build_dataset({**cfg, "kinds": {K.KIND_NAMES[k]: 1}, "cycle_kinds": False}, detector_config, split,
-                           seed=seed) for k in ANCHOR_KINDS]
+    stray = sorted(set(deepfake_mix) - {K.KIND_NAMES[K.DEEPFAKE], K.KIND_NAMES[K.GAN]})
+    if stray:
+        raise ValueError(f"data.deepfake_anchor: {stray} cannot stand in the deepfake anchor (ae, gan)")
+    parts = [build_dataset({**cfg, "kinds": ({K.KIND_NAMES[k]: 1} if k != K.DEEPFAKE else deepfake_mix),
+                            "cycle_kinds": False}, detector_config, split, seed=seed) for k in ANCHOR_KINDS]
     return AnchorQuadruples(parts)
 
 
