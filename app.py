@@ -376,9 +376,9 @@ def build_app(analyzer: analysis.Analyzer, options: Options) -> gr.Blocks:
                         forge_btn = gr.Button("Make the forgery and run the detectors", variant="primary",
                                               elem_id="forge-btn")
                 with gr.Row():
-                    forged_img = gr.Image(label="The forgery", interactive=False, height=300, elem_id="forged")
-                    truth_img = gr.Image(label="Ground truth: forged pixels (cividis: yellow = replaced)",
-                                         interactive=False, height=300, elem_id="truth")
+                    forged_img = gr.Image(label="The forgery (its face)", interactive=False, height=300,
+                                          elem_id="forged")
+                    truth_img = gr.Image(label="Forged pixels (yellow)", interactive=False, height=300, elem_id="truth")
                     lab_status = gr.Markdown(elem_id="lab-status")
                 lab_table = gr.Markdown(elem_id="lab-table")
                 for slot in slots:  # one detector per row: the zoomed maps large enough for a projector
@@ -386,7 +386,7 @@ def build_app(analyzer: analysis.Analyzer, options: Options) -> gr.Blocks:
                         with gr.Column(scale=1, min_width=260):
                             cards[slot.family].lab_text = gr.Markdown(elem_id=f"lab-text-{slot.family}")
                         cards[slot.family].lab_image = gr.Image(show_label=False, interactive=False, visible=False,
-                                                                format="png", height=420, scale=3,
+                                                                format="png", scale=3,
                                                                 elem_id=f"lab-{slot.family}")
 
             with gr.Tab("About", id="about"):
@@ -485,8 +485,10 @@ def build_app(analyzer: analysis.Analyzer, options: Options) -> gr.Blocks:
             finally:
                 discard(path)
             forged = analysis.PreparedImage(made.image, [prep.faces[0]])
-            return (picture(made.image), picture(summary.mask_picture(made.truth)), f"**{made.description}**",
-                    (forged, made.truth))
+            y0, y1, x0, x1 = summary.face_box(prep.faces[0].bbox, made.image.shape[:2])  # the face, big
+            return (picture(made.image[y0:y1, x0:x1], min_side=300),
+                    picture(summary.mask_picture(made.truth[y0:y1, x0:x1]), min_side=300),
+                    f"**{made.description}**", (forged, made.truth))
 
         def lab_detect(state, *choices):
             outputs = [c.lab_image for c in (cards[s.family] for s in slots)]

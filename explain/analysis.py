@@ -431,6 +431,7 @@ class Combined:
     mean_prob: float | None
     lean: float | None = None
     blind_spots: tuple[tuple[str, float], ...] = ()
+    skill: float | None = None  # the mean measured skill of the detectors that voted
 
     @property
     def n_real(self) -> int:
@@ -446,8 +447,11 @@ class Combined:
         return "fake" if self.lean > 0 else "real"
 
     def headline(self) -> str:
-        return {"none": "no verdict", "inconclusive": "inconclusive", "fake": "leans manipulated",
-                "real": "leans real"}[self.label]
+        words = {"none": "no verdict", "inconclusive": "inconclusive", "fake": "leans manipulated",
+                 "real": "leans real"}[self.label]
+        if self.label in ("fake", "real") and (self.skill or 0.0) < CONFIDENT_SKILL:
+            words += ", with low confidence"
+        return words
 
     def summary(self) -> str:
         if self.n == 0:
@@ -473,11 +477,14 @@ class Combined:
                 "lean": None if self.lean is None else round(self.lean, 4),
                 "mean_prob_fake": None if self.mean_prob is None else round(self.mean_prob, 6),
                 "blind_spots": [{"kind": name, "best_auc": auc} for name, auc in self.blind_spots],
+                "mean_skill": None if self.skill is None else round(self.skill, 4), "headline": self.headline(),
                 "summary": self.summary()}
 
 
 #: A weighted vote closer to 0 than this is called inconclusive.
 LEAN_MARGIN = 0.34
+#: Below this mean skill of the voters, a lean is said to carry low confidence.
+CONFIDENT_SKILL = 0.6
 #: A kind of fake whose best AUC among the detectors run is below this is a blind spot.
 RELIABLE_AUC = 0.75
 
@@ -495,8 +502,9 @@ def combine(results: Iterable[DetectorResult | dict]) -> Combined:
         for k in (r.get("measured") or {}).get("kinds", []):
             best[k["name"]] = max(best.get(k["name"], 0.0), float(k["auc"]))
     blind = tuple(sorted(((name, auc) for name, auc in best.items() if auc < RELIABLE_AUC), key=lambda x: x[1]))
+    measured = [w for w, r in zip(weights, done) if (r.get("measured") or {}).get("skill") is not None]
     return Combined(len(done), sum(r["label"] == "fake" for r in done), float(np.mean(probs)) if probs else None,
-                    lean, blind)
+                    lean, blind, float(np.mean(measured)) if measured else None)
 
 
 def report(results: list[DetectorResult], prepared: PreparedImage | None = None,

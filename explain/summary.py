@@ -178,6 +178,15 @@ def zoom_box(truth: np.ndarray, margin: float = 0.6, min_share: float = 0.35) ->
     return y0, y0 + side, x0, x0 + side
 
 
+def face_box(bbox, shape: tuple[int, int], margin: float = 0.35) -> tuple[int, int, int, int]:
+    """``(y0, y1, x0, x1)``: a face's box ``(x0, y0, x1, y1)`` grown by ``margin`` on each side,
+    inside a picture of ``shape``."""
+    x0, y0, x1, y1 = (float(v) for v in bbox)
+    dx, dy = (x1 - x0) * margin, (y1 - y0) * margin
+    h, w = shape
+    return (max(0, int(y0 - dy)), min(h, int(round(y1 + dy))), max(0, int(x0 - dx)), min(w, int(round(x1 + dx))))
+
+
 def lab_figure(crop: np.ndarray, truth: np.ndarray, maps: list[LabMap]) -> np.ndarray:
     """The forged crop, the ground truth and each map beside it, zoomed to the forged region,
     with the truth outlined on the maps."""
@@ -202,6 +211,8 @@ def lab_markdown(result: DetectorResult, maps: list[LabMap]) -> str:
     if not result.ok:
         return f"**{result.title}**\n\n" + verdict_markdown(result)
     lines = [f"**{result.title}**: {result.verdict.summary()}"]
+    if not result.verdict.is_fake:
+        lines.append("It called the forgery real: it missed it. How its maps overlap the forged pixels anyway:")
     if not maps:
         lines.append("This detector gives no map to compare with the forged region.")
     for m in maps:

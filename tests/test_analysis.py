@@ -109,12 +109,14 @@ def test_votes_are_weighed_by_measured_skill():
     assert (c.n, c.n_fake, c.n_real) == (3, 1, 2)
     assert c.label == "fake" and c.lean == pytest.approx((0.9 - 2 * 0.05) / (0.9 + 2 * 0.05))  # one skilled vote outweighs two
     assert "1 of 3 detectors say likely manipulated, 2 say likely real" in c.summary() and "lean manipulated" in c.summary()
+    confident = combine([_item("fake", 0.9, strong)] * 2)
+    assert confident.headline() == "leans manipulated" and confident.skill == pytest.approx(0.9)
 
 
 def test_agreeing_detectors_that_are_near_guessing_are_never_called_confident():
     blind = {"ae": 0.95, "gan": 0.41}
     c = combine([_item("real", 0.1, blind)] * 5)
-    assert c.label == "real" and "unanimous" not in c.summary()
+    assert c.label == "real" and "unanimous" not in c.summary() and c.headline() == "leans real, with low confidence"
     assert c.blind_spots == (("gan", 0.41),) and "None of them reliably detects gan (best AUC 0.41)" in c.summary()
     split = combine([_item("fake", 0.9, blind), _item("real", 0.1, blind)])
     assert split.label == "inconclusive" and "do not lean clearly" in split.summary()

@@ -71,3 +71,8 @@ def test_the_status_line_ends_when_the_last_card_is_in(done, expected):
         assert combined == ""
     else:
         assert expected in status and "Combined verdict" in combined
+
+
+def test_face_box_grows_the_face_and_stays_inside_the_photo():
+    assert summary.face_box((100, 100, 200, 220), (480, 640)) == (58, 262, 65, 235)
+    assert summary.face_box((0, 0, 50, 50), (60, 60)) == (0, 60, 0, 60)
