@@ -13,8 +13,9 @@ from detectors.faces import AlignedFace
 
 from .base import Explanation
 from .charts import bar_chart, shades, side_by_side
-from .gradcam import grad_cam
-from .render import heatmap_overlay, normalize, resize_map
+from .pipeline import gradcam_explanation
+from .render import normalize, resize_map
+from .scales import overlay_panel, scale_for
 
 NO = 1  # index of the "no" (= fake) logit in the detector's logits
 
@@ -30,9 +31,10 @@ def answer_panel(crop: np.ndarray, question: str, answer: str, p_yes: float, p_n
 
 
 @torch.no_grad()
-def cross_attention_map(detector, x: torch.Tensor) -> np.ndarray:
-    """(g, g) map in [0, 1]: the Q-Former's cross-attention from its queries to the image
-    patches (mean over layers, heads and queries; the class token left out)."""
+def cross_attention_map(detector, x: torch.Tensor, raw: bool = False) -> np.ndarray:
+    """(g, g) map: the Q-Former's cross-attention from its queries to the image patches (mean
+    over layers, heads and queries; the class token left out), scaled to [0, 1] per image or,
+    with ``raw``, the attention weights themselves."""
     vlm = detector.vlm
     q_ids, _ = detector.question_ids(x.shape[0], x.device)
     configs = (vlm.qformer.config, vlm.vision_model.config)
@@ -51,7 +53,8 @@ def cross_attention_map(detector, x: torch.Tensor) -> np.ndarray:
     att = torch.stack([a[0].float() for a in maps]).mean(dim=(0, 1))  # (queries, 1 + patches)
     patches = att[:, 1:].mean(0)
     g = detector.config.input_size // detector.config.patch_size
-    return normalize(patches.reshape(g, g).cpu().numpy())
+    grid = patches.reshape(g, g).cpu().numpy()
+    return grid.astype(np.float32) if raw else normalize(grid)
 
 
 def explain(detector, aligned: AlignedFace, x: torch.Tensor, out: dict[str, Any]) -> list[Explanation]:
@@ -69,19 +72,27 @@ def explain(detector, aligned: AlignedFace, x: torch.Tensor, out: dict[str, Any]
                f'forgeries. It answers "{answer}". Looking only at its first answer word, "yes" (real) has '
                f"probability {p_yes:.2f} and \"no\" (fake) {p_no:.2f}, so the fake probability is {p_no:.2f}; "
                f"the verdict is {verdict} at threshold {cfg.threshold:.2f}.")
+    said = answer.strip().lower()
+    if said.startswith(("yes", "no")) and said.startswith("no") != (verdict == "fake"):
+        caption += (" The verdict compares that probability with the calibrated threshold, not the generated word, "
+                    "so near the threshold the two can disagree.")
     qa = Explanation("antifake_prompt_answer", "Question and answer", answer_panel(aligned.image, question, answer, p_yes, p_no),
                      caption, data={"question": question, "answer": answer, "p_yes": p_yes, "p_no": p_no})
     size = aligned.image.shape[:2]
-    heat = resize_map(grad_cam(detector, x[:1].detach().clone().requires_grad_(True), target_class=NO), size)
-    cam = Explanation("gradcam", "Grad-CAM toward \"no\" (fake)", heatmap_overlay(aligned.image, heat),
-                      "Bright areas pushed the answer towards \"no\" (fake) the most (Grad-CAM on the vision "
-                      "encoder's last block).", heatmap=heat)
+    cam = gradcam_explanation(detector, aligned, x[:1].detach().clone().requires_grad_(True),
+                              title="Grad-CAM toward \"no\" (fake)", out=out, target_class=NO,
+                              where="on the vision encoder's last block", towards='"no" (fake)')
     result = [qa, cam]
     try:
-        att = resize_map(cross_attention_map(detector, x[:1]), size)
-        result.append(Explanation("antifake_prompt_attention", "Where the question looked", heatmap_overlay(aligned.image, att),
+        raw = cross_attention_map(detector, x[:1], raw=True)
+        scale = scale_for(detector, "antifake_prompt_attention", raw)
+        att = np.clip(resize_map(scale.apply(raw), size), 0.0, 1.0)
+        result.append(Explanation("antifake_prompt_attention", "Where the question looked",
+                                  overlay_panel(aligned.image, att, scale),
                                   "Bright patches drew the most attention from the Q-Former's queries, which read the "
-                                  "image with the question in mind (averaged over layers and heads).", heatmap=att))
+                                  "image with the question in mind (averaged over layers and heads); attention says "
+                                  "where it looked, not what it found. " + scale.sentence(), heatmap=att,
+                                  data={"attention_max": float(raw.max()), **scale.data()}))
     except (RuntimeError, AttributeError, TypeError):
         pass  # an attention implementation without weights: the other two maps still stand
     return result

@@ -11,9 +11,12 @@ import numpy as np
 class Explanation:
     """One picture of evidence and the sentence that reads it.
 
-    ``image`` is an RGB ``uint8`` array ready to show; ``heatmap`` (optional) is the raw map in
-    [0, 1] at the crop's size, kept for scoring against ground-truth masks; ``data`` holds
-    numbers behind the picture (probabilities, region scores) for the API.
+    ``image`` is an RGB ``uint8`` array ready to show; ``heatmap`` (optional) is the map as
+    coloured, in [0, 1] at the crop's size (on the checkpoint's calibrated scale when it has one,
+    see :mod:`explain.scales`), kept for scoring against ground-truth masks; ``data`` holds
+    numbers behind the picture (probabilities, region scores) for the API, and for every map on a
+    colour scale ``scale`` (a line starting with ``calibrated``, ``per-picture`` or ``fixed``)
+    and ``scale_range``.
     """
 
     kind: str

@@ -17,17 +17,50 @@ from detectors.faces import AlignedFace
 
 from .base import Explanation
 from .gradcam import grad_cam
-from .render import heatmap_overlay, resize_map
+from .render import resize_map
+from .scales import overlay_panel, scale_for
 
 ExplainFn = Callable[[Any, AlignedFace, torch.Tensor, dict], list[Explanation]]
 
 
+def verdict_words(detector, out: dict | None) -> tuple[bool, str] | None:
+    """``(called fake, "calls this face fake (P(fake) 0.81, at or above its threshold 0.50)")``
+    from the verdict's own forward output, or ``None`` without one."""
+    if out is None or "prob_fake" not in out:
+        return None
+    prob = float(out["prob_fake"][0])
+    threshold = float(detector.config.threshold)
+    fake = prob >= threshold
+    return fake, (f"calls this face {'fake' if fake else 'real'} (P(fake) {prob:.2f}, "
+                  f"{'at or above' if fake else 'below'} its threshold {threshold:.2f})")
+
+
+def gradcam_caption(detector, out: dict | None, where: str = "on the last feature block",
+                    towards: str = "'fake'") -> str:
+    """What a Grad-CAM map means, worded after the detector's verdict."""
+    verdict = verdict_words(detector, out)
+    if verdict is None:
+        return f"Bright areas pushed the decision towards {towards} the most (Grad-CAM {where})."
+    fake, words = verdict
+    if fake:
+        return f"The detector {words}. Bright areas pushed it towards {towards} the most (Grad-CAM {where})."
+    return (f"The detector {words}. Grad-CAM ({where}) shows which areas would push it towards {towards}; "
+            "none pushed enough to change the verdict, so bright here is not a finding of forgery.")
+
+
 def gradcam_explanation(detector, aligned: AlignedFace, x: torch.Tensor, title: str = "Grad-CAM",
-                        forward: Callable[[torch.Tensor], dict] | None = None) -> Explanation:
-    """Grad-CAM toward "fake" over the crop, with its caption (``forward``: see :func:`grad_cam`)."""
-    heat = resize_map(grad_cam(detector, x, forward=forward), aligned.image.shape[:2])
-    return Explanation("gradcam", title, heatmap_overlay(aligned.image, heat), (
-        "Bright areas pushed the decision towards 'fake' the most (Grad-CAM on the last feature block)."), heatmap=heat)
+                        forward: Callable[[torch.Tensor], dict] | None = None, out: dict | None = None,
+                        where: str = "on the last feature block", towards: str = "'fake'",
+                        target_class: int = 1) -> Explanation:
+    """Grad-CAM toward ``target_class`` (1 = fake) over the crop, on the checkpoint's calibrated
+    scale when it has one (``forward``: see :func:`grad_cam`; ``out``: the verdict's forward
+    output, for a caption that follows the verdict)."""
+    raw = grad_cam(detector, x, target_class=target_class, forward=forward, raw=True)
+    scale = scale_for(detector, "gradcam", raw)
+    heat = np.clip(resize_map(scale.apply(raw), aligned.image.shape[:2]), 0.0, 1.0)
+    caption = gradcam_caption(detector, out, where, towards) + " " + scale.sentence()
+    return Explanation("gradcam", title, overlay_panel(aligned.image, heat, scale), caption, heatmap=heat,
+                       data={"cam_max": float(raw.max()), "cam_mean": float(raw.mean()), **scale.data()})
 
 
 def _family_explainer(family: str) -> ExplainFn | None:
@@ -47,7 +80,7 @@ def explain(detector, aligned: AlignedFace) -> tuple[dict, list[Explanation]]:
     with torch.no_grad():
         out = detector(x)
     fn = _family_explainer(detector.family)
-    explanations = fn(detector, aligned, x, out) if fn else [gradcam_explanation(detector, aligned, x)]
+    explanations = fn(detector, aligned, x, out) if fn else [gradcam_explanation(detector, aligned, x, out=out)]
     return out, explanations
 
 

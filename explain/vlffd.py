@@ -11,7 +11,8 @@ from detectors.vlffd import PART_NAMES
 from .base import Explanation
 from .charts import bar_chart
 from .pipeline import gradcam_explanation
-from .render import DEFAULT_CMAP, heatmap_overlay
+from .render import DEFAULT_CMAP
+from .scales import MapScale, fixed, overlay_panel, scale_for
 
 WHOLE_FACE = "face"
 
@@ -41,8 +42,49 @@ def region_map(landmarks: np.ndarray, scores: dict[str, float], size: tuple[int,
 
 def _bar_chart(scores: dict[str, float]) -> np.ndarray:
     labels = [PART_NAMES.get(n, n.replace("_", " ")) for n in scores]
-    return bar_chart(labels, list(scores.values()), "Which parts does it call forged?", "share of sentence probability",
-                     cmap=DEFAULT_CMAP)
+    return bar_chart(labels, list(scores.values()), "Which parts do the likely sentences name?",
+                     "share of sentence probability (sentence head)", cmap=DEFAULT_CMAP)
+
+
+def _listed(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def stands_out(score: float, scores: dict[str, float], scale: MapScale | None = None) -> bool:
+    """Whether a region score is above what a real face shows: past the middle of the calibrated
+    range (median .. 99th percentile of real faces), or without one 0.05 above this face's median."""
+    if scale is not None and scale.calibrated:
+        return float(scale.apply(np.float32(score))) >= 0.5
+    return score - float(np.median(list(scores.values()))) >= 0.05
+
+
+def verdict_caption(detector, out: dict[str, Any], top: list[tuple[str, float]], scores: dict[str, float],
+                    scale: MapScale | None = None) -> str:
+    """The region map's sentence: which number decides, and what the sentence head says, worded
+    after the verdict (on a face called real the parts are only "if it were forged")."""
+    prob = float(out["prob_fake"][0])
+    threshold = float(detector.config.threshold)
+    fake = prob >= threshold
+    text_fake = float(out["aux"]["text_prob_fake"][0])
+    head = (f"Verdict: {'fake' if fake else 'real'}, from the classification head alone (P(fake) {prob:.2f}, "
+            f"{'at or above' if fake else 'below'} the threshold {threshold:.2f}). The sentence head is a separate "
+            f"reading that does not decide the verdict: it gives {text_fake:.2f} in total to sentences that call "
+            f"the face forged.")
+    ranked = sorted(scores.items(), key=lambda kv: -kv[1])
+    parts = [PART_NAMES.get(r, r.replace("_", " ")) for r, _ in ranked[:2]]
+    values = ", ".join(f"{v:.2f}" for _, v in ranked[:2])
+    if fake:
+        sentence, p_sentence = top[0]
+        alternatives = "; ".join(f'"{s}" ({p:.0%})' for s, p in top[1:])
+        return (head + f' The sentence that matches this face best: "{sentence}" ({p_sentence:.0%})'
+                + (f"; next: {alternatives}" if alternatives else "") + ". Brighter parts of the face are named in "
+                f"more of the likely sentences (most: the {_listed(parts)}, region scores {values}).")
+    if not stands_out(ranked[0][1], scores, scale):
+        low, high = min(scores.values()), max(scores.values())
+        return (head + f" No part stands out: every region score is between {low:.2f} and {high:.2f}, as on typical "
+                "real faces.")
+    return (head + f" If the face were forged, the most likely parts would be the {_listed(parts)} (region scores "
+            f"{values}); brighter parts are named in more of the likely sentences.")
 
 
 def explain(detector, aligned: AlignedFace, x, out: dict[str, Any]) -> list[Explanation]:
@@ -52,19 +94,28 @@ def explain(detector, aligned: AlignedFace, x, out: dict[str, Any]) -> list[Expl
     sentence, p_sentence = top[0]
     scores = region_scores(detector, out)
     size = aligned.image.shape[:2]
-    heat = region_map(aligned.landmarks, scores, size)
-    verdict = "fake" if prob >= detector.config.threshold else "real"
-    alternatives = "; ".join(f'"{s}" ({p:.0%})' for s, p in top[1:])
-    caption = (f'Verdict: {verdict} (fake probability {prob:.2f}, threshold {detector.config.threshold:.2f}). '
-               f'The sentence that matches this face best: "{sentence}" ({p_sentence:.0%}); next: {alternatives}. '
-               "Brighter parts of the face are named in more of the likely sentences.")
-    data = {"prob_fake": prob, "sentence": sentence, "sentence_prob": p_sentence, "top_sentences": top,
-            "region_scores": scores, "text_prob_fake": float(out["aux"]["text_prob_fake"][0])}
+    values = np.asarray(list(scores.values()), np.float32)
+    scale = scale_for(detector, "vlffd_regions", values, fixed(0.0, 1.0, "share of sentence probability"))
+    shown_scores = dict(zip(scores, (float(v) for v in scale.apply(values))))
+    heat = region_map(aligned.landmarks, shown_scores, size)
+    fake = prob >= detector.config.threshold
+    caption = verdict_caption(detector, out, top, scores, scale) + " " + scale.sentence()
+    data = {"verdict": "fake" if fake else "real",
+            "verdict_uses": "prob_fake of the classification head (not the sentence head)",
+            "prob_fake": prob, "threshold": float(detector.config.threshold),
+            "sentence_head_prob_fake": float(out["aux"]["text_prob_fake"][0]),
+            "sentence": sentence, "sentence_prob": p_sentence, "top_sentences": top,
+            "region_scores": scores, **scale.data()}
     if "region_probs" in out["aux"]:
         data["region_head"] = region_scores(detector, out, source="head")
-    sentence_map = Explanation("vlffd_regions", "Forged parts, in words", heatmap_overlay(aligned.image, heat, cmap=DEFAULT_CMAP),
-                               caption, heatmap=heat, data=data)
+    sentence_map = Explanation("vlffd_regions", "Parts named by the sentence head",
+                               overlay_panel(aligned.image, heat, scale, cmap=DEFAULT_CMAP), caption, heatmap=heat,
+                               data=data)
     bars = Explanation("vlffd_region_bars", "Region scores", _bar_chart(scores),
-                       "For each facial part: how much of the sentence probability goes to sentences that say "
-                       "this part was forged (0 = none, 1 = all).", data={"region_scores": scores})
-    return [sentence_map, bars, gradcam_explanation(detector, aligned, x)]
+                       "For each facial part: how much of the sentence head's probability goes to sentences that say "
+                       "this part was forged (0 = none, 1 = all). These scores come from the sentence head, not from "
+                       "the verdict's classification head" + ("." if fake else
+                                                              "; this face is called real, so they say where a forgery "
+                                                              "would most likely be, not that one was found."),
+                       data={"region_scores": scores})
+    return [sentence_map, bars, gradcam_explanation(detector, aligned, x, out=out)]

@@ -254,7 +254,9 @@ def test_explanations_render(tiny, astronaut):
     assert abs(qa.data["p_yes"] + qa.data["p_no"] - 1) < 1e-5 and isinstance(qa.data["answer"], str)
     assert qa.image.ndim == 3 and qa.image.dtype == np.uint8
     for e in exps[1:]:
-        assert e.heatmap.shape == crop.shape[:2] and e.image.shape == crop.shape
+        # the map over the face, enlarged, beside a colour bar that says what its range is
+        assert e.heatmap.shape == crop.shape[:2] and e.image.ndim == 3 and e.image.shape[1] > e.image.shape[0]
+        assert e.data["scale"].startswith("per-picture") and "own maximum" in e.caption
 
 
 def test_full_config_is_instructblip_vicuna_7b():

@@ -20,6 +20,7 @@ COMMANDS = {
     "train-ae": "train_ae",
     "make-examples": "make_examples",
     "measured": "measured",
+    "calibrate-maps": "calibrate_maps",
     "pretrained": "pretrained",
 }
 
