@@ -663,8 +663,11 @@ def _about(analyzer: analysis.Analyzer, options: Options) -> str:
                                                " that gives the reason in one sentence (details stay in the server's "
                                                "log)."),
         "", "### Reading the maps",
-        "All maps use viridis or cividis (readable with colour-blindness): dark = low, yellow = high. "
-        "Every picture has a sentence beside it saying what it shows.",
+        "All maps use viridis or cividis (readable with colour-blindness). Each map is coloured on a fixed range "
+        "measured on 200 real faces the checkpoint was trained on: dark = the median real face, yellow = the top 1% "
+        "of real faces. So a real face should look mostly dark, and a bright area is unusual for a real face; it is "
+        "not proof of a forgery (the demo detectors' maps separate forgeries weakly). A map without a stored range "
+        "says so in its caption. Every picture has a sentence beside it saying what it shows.",
         "", "### Licence", "Demo weights were trained on FFHQ faces (CC BY-NC-SA 4.0): research and teaching only.",
     ]
     return "\n".join(lines)

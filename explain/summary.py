@@ -143,7 +143,9 @@ def combined_markdown(items: Iterable[DetectorResult | dict]) -> str:
 
 def legend_image(cmap: str = DEFAULT_CMAP) -> np.ndarray:
     """A colour bar that reads every heat map in the app."""
-    return colour_legend(f"Map colours ({cmap}): how strongly a region pushed towards 'manipulated'", cmap=cmap)
+    return colour_legend(f"Map colours ({cmap}), calibrated on real faces: dark = as typical real faces, "
+                         "yellow = as unusual as the top 1% of real faces", "typical of real faces",
+                         "unusual for a real face", cmap=cmap)
 
 
 def similarity_picture(grid: np.ndarray, patch: tuple[int, int]) -> np.ndarray:
