@@ -154,6 +154,19 @@ def vertical_colour_bar(height: int, label: str, ticks: Sequence[tuple[float, st
     return canvas
 
 
+def grid_pixels(scaled: np.ndarray, side: int) -> tuple[np.ndarray, float]:
+    """A [0, 1] map enlarged so its longer side is ``side`` px, and the size of one cell: grids up
+    to 32 cells a side as crisp cells, larger maps resized smoothly."""
+    rows, cols = scaled.shape
+    cell = side / max(rows, cols)
+    map_h, map_w = int(round(rows * cell)), int(round(cols * cell))
+    if max(rows, cols) <= 32:
+        r_idx = np.minimum((np.arange(map_h) / cell).astype(int), rows - 1)
+        c_idx = np.minimum((np.arange(map_w) / cell).astype(int), cols - 1)
+        return scaled[r_idx][:, c_idx], cell
+    return np.clip(resize_map(scaled, (map_h, map_w)), 0, 1), cell
+
+
 def map_panel(values: np.ndarray, title: str, label: str, cmap: str = "viridis", vmin: float | None = None,
               vmax: float | None = None, marker: tuple[int, int] | None = None, cell_text: str | None = None,
               side: int = 224) -> np.ndarray:
@@ -167,15 +180,8 @@ def map_panel(values: np.ndarray, title: str, label: str, cmap: str = "viridis",
     lo = float(grid.min()) if vmin is None else float(vmin)
     hi = float(grid.max()) if vmax is None else float(vmax)
     scaled = np.clip((grid - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(grid)
-    rows, cols = grid.shape
-    cell = side / max(rows, cols)
-    map_h, map_w = int(round(rows * cell)), int(round(cols * cell))
-    if max(rows, cols) <= 32:
-        r_idx = np.minimum((np.arange(map_h) / cell).astype(int), rows - 1)
-        c_idx = np.minimum((np.arange(map_w) / cell).astype(int), cols - 1)
-        shown = scaled[r_idx][:, c_idx]
-    else:
-        shown = np.clip(resize_map(scaled, (map_h, map_w)), 0, 1)
+    shown, cell = grid_pixels(scaled, side)
+    map_h, map_w = shown.shape
 
     ticks = [(0.0, _format(lo)), (0.5, _format((lo + hi) / 2)), (1.0, _format(hi))]
     bar = vertical_colour_bar(map_h, label, ticks, cmap)

@@ -217,19 +217,14 @@ def scaled_map_panel(shown: np.ndarray, scale: MapScale, title: str = "", cmap: 
     labelled colour bar; ``cell_values`` (same grid) are written in the cells."""
     from PIL import ImageDraw
 
-    from .charts import INK, MARGIN, PAPER, TITLE_SIZE, _title_block, draw_lines, font, line_height, side_by_side
-    from .render import colorize, resize_map
+    from .charts import (INK, MARGIN, PAPER, TITLE_SIZE, _title_block, draw_lines, font, grid_pixels, line_height,
+                         side_by_side)
+    from .render import colorize
 
     grid = np.clip(np.nan_to_num(np.asarray(shown, np.float32)), 0, 1)
-    rows, cols = grid.shape
-    cell = side / max(rows, cols)
-    map_h, map_w = int(round(rows * cell)), int(round(cols * cell))
-    if max(rows, cols) <= 32:
-        r_idx = np.minimum((np.arange(map_h) / cell).astype(int), rows - 1)
-        c_idx = np.minimum((np.arange(map_w) / cell).astype(int), cols - 1)
-        picture = colorize(grid[r_idx][:, c_idx], cmap)
-    else:
-        picture = colorize(np.clip(resize_map(grid, (map_h, map_w)), 0, 1), cmap)
+    pixels, cell = grid_pixels(grid, side)
+    map_h = pixels.shape[0]
+    picture = colorize(pixels, cmap)
     if cell_values is not None:
         canvas = Image.fromarray(picture)
         draw = ImageDraw.Draw(canvas)
