@@ -19,7 +19,7 @@ from .registry import get_entry
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets" / "checkpoints"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt", ".tar")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # org/name
 
 
 def demo_checkpoint_dir(family: str) -> Path:
@@ -30,7 +30,7 @@ def parse_hub_source(source: str) -> tuple[str, str | None] | None:
     """``hf-hub:org/repo@rev`` or ``org/repo@rev`` -> ``(repo_id, revision)``; else ``None``."""
     text = source[len("hf-hub:"):] if source.startswith("hf-hub:") else source
     repo, _, revision = text.partition("@")
-    if not _HUB_ID.match(repo):
+    if not HUB_ID.match(repo):
         return None
     return repo, (revision or None)
 

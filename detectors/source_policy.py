@@ -31,6 +31,7 @@ from pathlib import Path
 from .base import CONFIG_FILE, WEIGHTS_FILE
 from .errors import (CheckpointCorrupted, CheckpointError, CheckpointMismatch, CheckpointNotFound, UnknownDetector,
                      UnsafeCheckpoint)
+from .hub import HUB_ID
 
 #: The project's own organisation on the Hub: what a public server accepts by default.
 PROJECT_ORG = "forgery-lens"
@@ -38,7 +39,6 @@ LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 LOCAL_MAX_DOWNLOAD_MB = 2048.0
 PUBLIC_MAX_DOWNLOAD_MB = 200.0
 ALWAYS_ALLOWED = ("demo", "random")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _ORG = re.compile(r"^[A-Za-z0-9][\w.-]*$")
 _REVISION = re.compile(r"^[\w.-]+(/[\w.-]+)*$")
 _MB = 1024 * 1024
@@ -70,7 +70,7 @@ def parse_allow_hub(text: str | None) -> tuple[str, ...]:
             continue
         if entry != "*":
             org, _, name = entry.partition("/")
-            if not _ORG.match(org) or (name and name != "*" and not _HUB_ID.match(entry)):
+            if not _ORG.match(org) or (name and name != "*" and not HUB_ID.match(entry)):
                 raise ValueError(f"{entry!r} is not a Hub organisation or repo id (org, org/*, org/name or *)")
         entries.append(entry)
     return tuple(dict.fromkeys(entries))
@@ -266,7 +266,7 @@ def _parse_hub(text: str) -> tuple[str, str | None] | None:
     system is never consulted); revisions with ``..`` or odd characters are not accepted."""
     body = text[len("hf-hub:"):] if text.startswith("hf-hub:") else text
     repo, at, revision = body.partition("@")
-    if not _HUB_ID.match(repo) or any(part in (".", "..") for part in repo.split("/")):
+    if not HUB_ID.match(repo) or any(part in (".", "..") for part in repo.split("/")):
         return None
     if at and (not _REVISION.match(revision) or ".." in revision.split("/")):
         return None
