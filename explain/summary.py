@@ -94,12 +94,18 @@ def _number(value: Any) -> str | None:
     return None
 
 
+#: ``Explanation.data`` keys the API carries but the card does not repeat (the caption says them).
+NOT_SHOWN = frozenset({"scale_range"})
+
+
 def data_lines(data: dict[str, Any], limit: int = 12) -> list[str]:
     """Scalars and small dicts of scalars from ``Explanation.data`` as ``key: value`` lines."""
     lines: list[str] = []
     for key, value in jsonable(data).items():
         if len(lines) >= limit:
             break
+        if key in NOT_SHOWN:
+            continue
         text = _number(value)
         if text is not None:
             lines.append(f"- {key.replace('_', ' ')}: **{escape(text)}**")
@@ -212,9 +218,9 @@ def lab_markdown(result: DetectorResult, maps: list[LabMap]) -> str:
     """The sentence beside a lab picture: verdict and how well each map found the forged region."""
     if not result.ok:
         return f"**{result.title}**\n\n" + verdict_markdown(result)
-    lines = [f"**{result.title}**: {result.verdict.summary()}"]
+    lines = [f"**{result.title}**: {result.verdict.summary()}.\n"]
     if not result.verdict.is_fake:
-        lines.append("It called the forgery real: it missed it. How its maps overlap the forged pixels anyway:")
+        lines.append("It called the forgery real: it missed it. How its maps overlap the forged pixels anyway:\n")
     if not maps:
         lines.append("This detector gives no map to compare with the forged region.")
     for m in maps:
