@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 pytest.importorskip("gradio")
-import app as app_module  # noqa: E402
+from detectors.faces import FaceError  # noqa: E402
+from ui.files import Janitor, Pictures, existing_upload  # noqa: E402
 
 HOUR = 3600.0
 PIXELS = np.zeros((8, 8, 3), np.uint8)
@@ -43,7 +44,7 @@ def upload_root(tmp_path) -> Path:
 
 
 def janitor_for(clock: Clock, upload_root: Path, grace: float = 60.0, keep=frozenset(), busy=lambda: set()):
-    return app_module.Janitor(lambda: set(keep), grace, busy=busy, clock=clock, upload_root=lambda: str(upload_root),
+    return Janitor(lambda: set(keep), grace, busy=busy, clock=clock, upload_root=lambda: str(upload_root),
                               background=False)
 
 
@@ -57,7 +58,7 @@ def uploaded(upload_root: Path, name: str = "photo.png", digest: str = "ab12") -
 
 def test_pictures_keep_coming_after_hours_of_idle(clock, upload_root):
     janitor = janitor_for(clock, upload_root)
-    pictures = app_module.Pictures(janitor, grace=120.0)
+    pictures = Pictures(janitor, grace=120.0)
     first = Path(pictures(PIXELS))
     for hours in (0.05, 1, 3, 12):
         clock.idle(hours * HOUR)
@@ -70,7 +71,7 @@ def test_pictures_keep_coming_after_hours_of_idle(clock, upload_root):
 
 def test_each_picture_lives_exactly_its_grace_period_through_bursts(clock, upload_root):
     janitor = janitor_for(clock, upload_root)
-    pictures = app_module.Pictures(janitor, grace=120.0)
+    pictures = Pictures(janitor, grace=120.0)
     burst_a = [Path(pictures(PIXELS)) for _ in range(30)]
     clock.idle(100)
     burst_b = [Path(pictures(PIXELS)) for _ in range(30)]
@@ -132,7 +133,7 @@ def test_a_due_upload_that_a_queued_request_still_needs_waits(clock, upload_root
 
 def test_the_pictures_folder_comes_back_when_something_else_removes_it(clock, upload_root):
     janitor = janitor_for(clock, upload_root)
-    pictures = app_module.Pictures(janitor, grace=120.0)
+    pictures = Pictures(janitor, grace=120.0)
     old = Path(pictures(PIXELS))
     shutil.rmtree(pictures.folder)  # a tmp cleaner, or an operator
     fresh = Path(pictures(PIXELS))
@@ -143,7 +144,7 @@ def test_the_pictures_folder_comes_back_when_something_else_removes_it(clock, up
 
 def test_a_deleted_upload_gets_a_clear_message(tmp_path):
     gone = tmp_path / "gone.png"
-    with pytest.raises(app_module.FaceError, match="no longer on the server"):
-        app_module.existing_upload(str(gone), "none sent")
-    with pytest.raises(app_module.FaceError, match="none sent"):
-        app_module.existing_upload(None, "none sent")
+    with pytest.raises(FaceError, match="no longer on the server"):
+        existing_upload(str(gone), "none sent")
+    with pytest.raises(FaceError, match="none sent"):
+        existing_upload(None, "none sent")
