@@ -61,12 +61,12 @@ def test_accuracy_markdown_flags_worse_than_guessing_and_says_when_nothing_was_m
 @pytest.mark.parametrize("done, expected", [(0, None), (1, "1 of 2 done"), (2, "All 2 detectors are done")])
 def test_the_status_line_ends_when_the_last_card_is_in(done, expected):
     pytest.importorskip("gradio")
-    import app as app_module
+    from ui.analyze_tab import progress
     from explain.analysis import PreparedImage
 
     prep = PreparedImage(np.zeros((8, 8, 3), np.uint8), [object()])
     items = [_result(0.9).to_json()] * done + [None] * (2 - done)
-    combined, status = app_module._progress(prep, 1, *items)
+    combined, status = progress(prep, 1, *items)
     if expected is None:
         assert combined == ""
     else:

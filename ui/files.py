@@ -165,7 +165,7 @@ class Pictures:
         return str(path)
 
 
-def _queued_files(demo: gr.Blocks) -> set[str]:
+def queued_files(demo: gr.Blocks) -> set[str]:
     """Paths of the files that requests waiting in (or running from) Gradio's queue refer to.
 
     Reads the queue's internals (``Blocks._queue``); if they change shape, nothing is reported
@@ -195,7 +195,7 @@ def _queued_files(demo: gr.Blocks) -> set[str]:
     return found
 
 
-def _keep_set(demo: gr.Blocks) -> set[str]:
+def keep_set(demo: gr.Blocks) -> set[str]:
     """Files Gradio keeps in its cache on purpose (examples, default values)."""
     keep: set[str] = set()
     for block in list(demo.blocks.values()):

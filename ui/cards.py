@@ -1,0 +1,124 @@
+"""One detector card: its checkbox, checkpoint box, verdict, pictures, and the callbacks that fill them.
+
+Each card is its own event (``detect_<family>``), so cards stream in as their detector finishes;
+a click on a crop-sized picture redraws LAV's patch-similarity grid (``patch_<family>_<i>``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gradio as gr
+
+from detectors.measured import measured_of
+from explain import analysis, summary
+
+from .files import Pictures
+from .values import STATE_TTL, face_index
+
+MAX_SLOTS = 5  # explanation pictures per card
+
+
+@dataclass
+class Card:
+    """The components of one detector card."""
+
+    family: str
+    run: Any
+    source: Any
+    verdict: Any
+    images: list = field(default_factory=list)
+    texts: list = field(default_factory=list)
+    state: Any = None
+    probe: Any = None
+    lab_image: Any = None  # set by the forgery lab's tab
+    lab_text: Any = None
+
+    @property
+    def outputs(self) -> list:
+        return [self.verdict, *self.images, *self.texts, self.state, self.probe]
+
+
+def build_card(slot: analysis.DetectorSlot, analyzer: analysis.Analyzer, picture: Pictures) -> Card:
+    loaded = analyzer.loaded(slot.family)
+    # One detector per row: its verdict and measured accuracy on the left, its pictures large on the
+    # right, so five detectors never leave an orphan card and a projector shows the maps big.
+    with gr.Row(elem_classes=["card"], elem_id=f"card-{slot.family}", equal_height=False):
+        with gr.Column(scale=1, min_width=300):
+            gr.Markdown(f"### {loaded.title}\n{loaded.paper}")
+            available = loaded.model is not None
+            installed = slot.name is not None
+            run = gr.Checkbox(value=True, label="Run", visible=installed, elem_id=f"run-{slot.family}")
+            source = gr.Textbox(value="", label="Checkpoint", visible=installed,
+                                placeholder=analyzer.policy.placeholder(slot.default_source),
+                                max_lines=1, elem_id=f"source-{slot.family}",
+                                info=f"Empty = the demo checkpoint. {analyzer.policy.describe(markdown=False)} "
+                                     "Failing sources fall back to it, with a note.")
+            note = f"\n\n> **Note:** {loaded.message}" if loaded.message else ""
+            accuracy = (summary.accuracy_markdown(analysis.measured_json(measured_of(loaded.model.config)))
+                        if available else "")
+            first = f"Waiting for a photo.\n\n{accuracy}{note}" if available else f"### Not available{note}"
+            verdict = gr.Markdown(first, elem_id=f"verdict-{slot.family}")
+        images, texts = [], []
+        with gr.Column(scale=3):
+            with gr.Row(equal_height=False):
+                for i in range(MAX_SLOTS):
+                    with gr.Column(min_width=170, elem_classes=["slot"]):
+                        images.append(gr.Image(visible=False, interactive=False, format="png", height=260,
+                                               show_label=False, elem_id=f"img-{slot.family}-{i}"))
+                        texts.append(gr.Markdown(visible=False, elem_id=f"text-{slot.family}-{i}"))
+        state = gr.State(None, time_to_live=STATE_TTL)
+        probe = gr.State(None, time_to_live=STATE_TTL)
+    card = Card(slot.family, run, source, verdict, images, texts, state, probe)
+    for i, image in enumerate(images):
+        image.select(_probe_fn(card, i, picture), [probe], [*images, *texts], api_name=f"patch_{slot.family}_{i}",
+                     api_visibility="undocumented", queue=False)
+    return card
+
+
+def card_fn(analyzer: analysis.Analyzer, slot: analysis.DetectorSlot, picture: Pictures):
+    def run_card(state, number, run, source):
+        if state is None:
+            hidden = [gr.update(visible=False)] * (2 * MAX_SLOTS)
+            return ["No face to analyse.", *hidden, None, None]
+        result = analyzer.run_one(slot.family, state, face_index(number), analysis.Choice(bool(run), source or ""))
+        return card_values(result, picture)
+
+    run_card.__name__ = f"detect_{slot.family}"
+    return run_card
+
+
+def card_values(result: analysis.DetectorResult, picture: Pictures) -> list:
+    shown = result.explanations[:MAX_SLOTS]
+    images = [gr.update(value=picture(e.image, min_side=256), label=e.title, visible=True) for e in shown]
+    texts = [gr.update(value=summary.explanation_markdown(e), visible=True) for e in shown]
+    hidden = [gr.update(value=None, visible=False)] * (MAX_SLOTS - len(shown))
+    verdict = summary.verdict_markdown(result)
+    if len(result.explanations) > MAX_SLOTS:
+        verdict += f"\n\n{len(result.explanations) - MAX_SLOTS} more pictures are in the JSON report."
+    probe = analysis.patch_probe(result, MAX_SLOTS)
+    if probe is not None:
+        texts[probe.target] = gr.update(value=texts[probe.target]["value"] + "\n\n*Click a patch on the face pictures "
+                                        "to compare every patch with it.*", visible=True)
+    return [verdict, *images, *hidden, *texts, *hidden, result.to_json(), probe]
+
+
+def _probe_fn(card: Card, slot_index: int, picture: Pictures):
+    """A click on a crop-sized picture redraws the patch-similarity grid for the clicked patch."""
+
+    def probe_patch(probe: analysis.PatchProbe | None, evt: gr.SelectData):
+        keep = [gr.update()] * (2 * MAX_SLOTS)
+        if probe is None or not probe.clickable[slot_index] or not isinstance(evt.index, (list, tuple)):
+            return keep
+        patch = probe.patch_at(*evt.index[:2])
+        grid = probe.similarity(patch)
+        keep[probe.target] = gr.update(value=picture(summary.similarity_picture(grid, patch)))
+        keep[MAX_SLOTS + probe.target] = gr.update(value=(
+            f"**Patch similarity grid.** How much each patch's learned features resemble those of the patch you "
+            f"clicked (row {patch[0] + 1}, column {patch[1] + 1}). Forged patches are trained to look alike and "
+            f"unlike real ones: a bright cluster marks one manipulated area. Mean similarity {grid.mean():.2f}."))
+        return keep
+
+    probe_patch.__name__ = f"patch_{card.family}_{slot_index}"
+    return probe_patch
+
