@@ -4,7 +4,7 @@
 
 This file parses the options, loads the models, composes the page from the tabs in :mod:`ui`
 (each tab lays itself out and wires its own events) and launches it. The tabs call
-:mod:`explain.analysis` (the pipeline), :mod:`explain.summary` (words and pictures) and
+:mod:`pipeline` (load, run, combine, report), :mod:`explain.summary` (words and pictures) and
 :mod:`training.lab` (the forgery lab), and format what they return.
 
 Serving policy
@@ -43,9 +43,9 @@ from dataclasses import dataclass, field  # noqa: E402
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
+import pipeline  # noqa: E402
 from detectors import compute_thread  # noqa: E402
 from detectors.source_policy import SourcePolicy, parse_allow_hub  # noqa: E402
-from explain import analysis  # noqa: E402
 from ui.about_tab import build_about_tab  # noqa: E402
 from ui.analyze_tab import build_analyze_tab  # noqa: E402
 from ui.files import PICTURE_GRACE, Janitor, Pictures, keep_set, queued_files  # noqa: E402
@@ -78,7 +78,7 @@ class Options:
 
 
 # ---- the app ----------------------------------------------------------------------------------
-def build_app(analyzer: analysis.Analyzer, options: Options) -> gr.Blocks:
+def build_app(analyzer: pipeline.Analyzer, options: Options) -> gr.Blocks:
     """The page: a header, the three tabs (each builder wires its own events), the queue."""
     with gr.Blocks(title="Forgery Lens", delete_cache=options.delete_cache) as demo:
         gr.Markdown("# Forgery Lens\nFive face-forgery detectors from five papers look at the same face and each shows "
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     compute_thread.start()  # every model call on one thread: see detectors/compute_thread.py
     _limit_malloc_arenas()
     started = time.perf_counter()
-    analyzer = analysis.Analyzer(include_test=options.include_test, families=options.families, policy=options.policy)
+    analyzer = pipeline.Analyzer(include_test=options.include_test, families=options.families, policy=options.policy)
     log.info("checkpoint sources: %s", options.policy)
     for loaded in analyzer.load_defaults():
         log.info("%s: %s", loaded.slot.family, loaded.source or loaded.message)
@@ -192,7 +192,7 @@ def _limit_malloc_arenas(arenas: int = 2) -> None:
         pass
 
 
-def _warm_up(analyzer: analysis.Analyzer, path: str) -> None:
+def _warm_up(analyzer: pipeline.Analyzer, path: str) -> None:
     try:
         log.info("warm-up pass done in %.1f s", analyzer.warm_up(path))
     except Exception:  # noqa: BLE001 - warm-up is best effort

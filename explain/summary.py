@@ -1,4 +1,4 @@
-"""Words and pictures for the app's cards, from analysis results (text and arrays, no UI types).
+"""Words and pictures for the app's cards, from the pipeline's results (text and arrays, no UI types).
 
 Every picture gets a sentence beside it; numbers say what they are; colours come from
 viridis/cividis only, with a legend.
@@ -6,14 +6,19 @@ viridis/cividis only, with a legend.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
-from .analysis import DetectorResult, LabMap, combine, jsonable
+from pipeline.results import DetectorResult, jsonable
+from pipeline.verdicts import combine
+
 from .base import Explanation
 from .charts import captioned_row, colour_legend, map_panel, outline_mask, side_by_side
 from .render import DEFAULT_CMAP, colorize
+
+if TYPE_CHECKING:  # hints only: the lab's scores come from training.lab, which explain does not import
+    from training.lab import LabMap
 
 VERDICT_WORDS = {"fake": "likely manipulated", "real": "likely real"}
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")  # what Markdown would read mid-line

@@ -18,7 +18,7 @@ pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from explain.analysis import KNOWN_FAMILIES  # noqa: E402
+from pipeline import KNOWN_FAMILIES  # noqa: E402
 
 from .app_server import start_app  # noqa: E402
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from explain.analysis import KNOWN_FAMILIES
+from pipeline import KNOWN_FAMILIES
 
 from .app_server import start_app
 

@@ -140,7 +140,7 @@ def test_colour_legend_runs_from_low_on_the_left_to_high_on_the_right():
 
 
 def test_lab_figure_wraps_after_a_row_of_pictures_and_outlines_the_truth_on_maps():
-    from explain.analysis import LabMap
+    from training.lab import LabMap
     from explain.summary import LAB_COLUMNS, lab_figure
 
     yy, xx = np.mgrid[:64, :64]

@@ -44,12 +44,13 @@ def test_a_call_made_on_the_compute_thread_does_not_wait_for_itself(started):
 
 
 def test_the_app_analyses_on_the_compute_thread(started, astronaut, monkeypatch):
-    from explain import analysis
+    import pipeline
+    from pipeline import running
 
     seen = []
-    original = analysis._decide
-    monkeypatch.setattr(analysis, "_decide", lambda *a: (seen.append(threading.get_ident()), original(*a))[1])
-    analyzer = analysis.Analyzer(include_test=True, families=["tiny"])
-    result = analyzer.run_one("tiny", analysis.prepare(astronaut))
+    original = running._decide
+    monkeypatch.setattr(running, "_decide", lambda *a: (seen.append(threading.get_ident()), original(*a))[1])
+    analyzer = pipeline.Analyzer(include_test=True, families=["tiny"])
+    result = analyzer.run_one("tiny", pipeline.prepare(astronaut))
     assert result.ok, result.message
     assert seen and seen[0] != threading.get_ident()

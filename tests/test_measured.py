@@ -8,7 +8,7 @@ import pytest
 
 from detectors.hub import demo_checkpoint_dir, read_config
 from detectors.measured import measured_of
-from explain.analysis import KNOWN_FAMILIES
+from pipeline import KNOWN_FAMILIES
 from training.commands import measured as measured_cmd
 
 ROOT = Path(__file__).resolve().parent.parent

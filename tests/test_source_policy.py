@@ -11,7 +11,7 @@ import torch
 from detectors import CheckpointError, create_detector
 from detectors.source_policy import (PROJECT_ORG, DownloadTooLarge, SourceNotAllowed, SourcePolicy, neutral_reason,
                                      parse_allow_hub)
-from explain.analysis import DetectorSlot, ModelCache
+from pipeline import DetectorSlot, ModelCache
 from tests.helpers import run_isolated
 from tests.hub_server import LoopbackHub
 
@@ -132,7 +132,7 @@ HUB_PROBE = """
 import json, torch
 from detectors import CheckpointError, create_detector
 from detectors.source_policy import SourcePolicy
-from explain.analysis import DetectorSlot, ModelCache
+from pipeline import DetectorSlot, ModelCache
 slot = DetectorSlot("tiny", "tiny_test", "random", "Tiny")
 out = {}
 def attempt(key, fn):

@@ -6,8 +6,9 @@ import pytest
 
 from detectors.verdict import Verdict
 from explain import summary
-from explain.analysis import DetectorResult, LabMap
 from explain.base import Explanation
+from pipeline import DetectorResult
+from training.lab import LabMap
 
 
 def _result(prob: float, threshold: float = 0.5) -> DetectorResult:
@@ -61,8 +62,8 @@ def test_accuracy_markdown_flags_worse_than_guessing_and_says_when_nothing_was_m
 @pytest.mark.parametrize("done, expected", [(0, None), (1, "1 of 2 done"), (2, "All 2 detectors are done")])
 def test_the_status_line_ends_when_the_last_card_is_in(done, expected):
     pytest.importorskip("gradio")
+    from pipeline import PreparedImage
     from ui.analyze_tab import progress
-    from explain.analysis import PreparedImage
 
     prep = PreparedImage(np.zeros((8, 8, 3), np.uint8), [object()])
     items = [_result(0.9).to_json()] * done + [None] * (2 - done)

@@ -12,19 +12,27 @@ the photo, so every detector then crops it by its own policy as it would any upl
 
 The ground truth is the blend weight (where pixels were replaced, scaled to a peak of 1),
 which for the donor blend is the replaced region rather than Face X-ray's boundary.
+
+:func:`lab_maps` then scores each detector's maps against that truth in the detector's own crop
+(:func:`score_map`: pixel AUC and IoU). The scoring lives here, beside the forgeries it scores;
+the app's request path already imports this module to make them.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import cv2
 import numpy as np
 
-from detectors.faces import CropPolicy, Face, align_face
+from detectors.faces import AlignedFace, CropPolicy, Face, align_face
+from explain.render import resize_map
 
 from .data import blend, kinds
 from .data.forgery import make_forgery, self_donor
+
+if TYPE_CHECKING:  # the pipeline's result type, for hints only: training does not import the pipeline
+    from pipeline.results import DetectorResult
 
 LAB_POLICY = CropPolicy(size=256, margin=1.3, align=True)
 #: Method names shown to participants -> forgery kinds.
@@ -143,3 +151,65 @@ def _paste(rgb: np.ndarray, forged: np.ndarray, weight: np.ndarray,
     # The forged crop already holds the soft blend; paste it wherever anything was replaced.
     paste = np.clip(weight_full * 20.0, 0.0, 1.0)
     return blend.alpha_blend(rgb, back, paste), truth.astype(np.float32)
+
+
+# ---- scoring: each detector's maps against the forged pixels ---------------------------------------
+def mask_in_crop(mask: np.ndarray, aligned: AlignedFace) -> np.ndarray:
+    """A full-image mask moved into a detector's crop with the crop's own matrix."""
+    size = aligned.image.shape[1], aligned.image.shape[0]
+    return cv2.warpAffine(np.asarray(mask, np.float32), aligned.matrix, size, flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+
+
+def score_map(heatmap: np.ndarray, mask: np.ndarray, threshold: float = 0.5) -> dict[str, float | None]:
+    """How well a map finds the forged pixels.
+
+    ``pixel_auc``: the chance that a forged pixel scores higher than an untouched one (0.5 =
+    no better than chance; ``None`` when the mask is empty or covers everything).
+    ``iou``: overlap of the map's top region (map >= ``threshold`` after min-max scaling) with
+    the mask (> 0.5).
+    """
+    heat = resize_map(heatmap, mask.shape[:2]) if heatmap.shape != mask.shape else np.asarray(heatmap, np.float32)
+    truth = np.asarray(mask) > 0.5
+    heat = np.nan_to_num(heat.astype(np.float64))
+    lo, hi = heat.min(), heat.max()
+    scaled = (heat - lo) / (hi - lo) if hi > lo else np.zeros_like(heat)
+    hit = scaled >= threshold if hi > lo else np.zeros_like(truth)
+    union = np.logical_or(hit, truth).sum()
+    iou = float(np.logical_and(hit, truth).sum() / union) if union else None
+    return {"pixel_auc": _auc(heat.ravel(), truth.ravel()), "iou": iou, "forged_share": float(truth.mean())}
+
+
+def _auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
+    """Mann-Whitney AUC with ties counted half (no sklearn import on the request path)."""
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(scores.size, np.float64)
+    sorted_scores = scores[order]
+    # Average ranks over ties.
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    avg = first + (counts - 1) / 2.0 + 1.0
+    ranks[order] = np.repeat(avg, counts)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+@dataclass
+class LabMap:
+    detector: str
+    title: str
+    heatmap: np.ndarray
+    scores: dict[str, float | None]
+    kind: str = ""
+
+
+def lab_maps(result: DetectorResult, mask_full: np.ndarray) -> tuple[np.ndarray | None, list[LabMap]]:
+    """The ground truth in this detector's crop and a score for each of its maps."""
+    if not result.ok or result.aligned is None:
+        return None, []
+    truth = mask_in_crop(mask_full, result.aligned)
+    maps = [LabMap(result.title, e.title, resize_map(e.heatmap, truth.shape), score_map(e.heatmap, truth), e.kind)
+            for e in result.explanations if e.heatmap is not None]
+    return truth, maps

@@ -3,16 +3,17 @@ from __future__ import annotations
 
 import gradio as gr
 
+import pipeline
 from detectors.measured import measured_of
-from explain import analysis, summary
+from explain import summary
 
 
-def build_about_tab(analyzer: analysis.Analyzer, upload_grace: float, delete_cache: tuple[int, int]) -> None:
+def build_about_tab(analyzer: pipeline.Analyzer, upload_grace: float, delete_cache: tuple[int, int]) -> None:
     with gr.Tab("About", id="about"):
         gr.Markdown(about_markdown(analyzer, upload_grace, delete_cache))
 
 
-def about_markdown(analyzer: analysis.Analyzer, upload_grace: float, delete_cache: tuple[int, int]) -> str:
+def about_markdown(analyzer: pipeline.Analyzer, upload_grace: float, delete_cache: tuple[int, int]) -> str:
     """What the About tab says: the detectors loaded, how well each detects, what happens to photos."""
     lines = ["### Detectors in this build", "| Detector | Paper | Checkpoint |", "| --- | --- | --- |"]
     measured = []
@@ -21,7 +22,7 @@ def about_markdown(analyzer: analysis.Analyzer, upload_grace: float, delete_cach
         where = f"`{loaded.source}`" if loaded.model is not None else f"missing: {loaded.message}"
         lines.append(f"| {loaded.title} | {loaded.paper} | {where} |")
         if loaded.model is not None:
-            measured.append((loaded.title, analysis.measured_json(measured_of(loaded.model.config))))
+            measured.append((loaded.title, pipeline.measured_json(measured_of(loaded.model.config))))
     lines += ["", "### How well each checkpoint detects, by kind of fake",
               "Measured AUC (0.5 = guessing, 1 = perfect, below 0.5 = worse than guessing) on faces none of them was "
               "trained on, from each checkpoint's recorded evaluation. Kinds not listed (diffusion-generated faces, "

@@ -14,8 +14,9 @@ from typing import Any, Callable
 
 import gradio as gr
 
+import pipeline
 from detectors.faces import FaceError
-from explain import analysis, summary
+from explain import summary
 
 from .cards import Card, build_card, card_fn
 from .files import Pictures, existing_upload, upload_path
@@ -34,7 +35,7 @@ class AnalyzeTab:
     choice_inputs: list  # each card's (run, source) components, in slot order
 
 
-def build_analyze_tab(analyzer: analysis.Analyzer, prepared: gr.State, picture: Pictures,
+def build_analyze_tab(analyzer: pipeline.Analyzer, prepared: gr.State, picture: Pictures,
                       discard: Callable[[str | None], None], cnn_concurrency: int) -> AnalyzeTab:
     """Lay out the tab inside the open ``gr.Tabs`` and wire its events. ``prepared`` holds the
     visitor's decoded photo (the forgery lab reads it too); ``discard`` hands an upload to the janitor."""
@@ -71,12 +72,12 @@ def build_analyze_tab(analyzer: analysis.Analyzer, prepared: gr.State, picture: 
             report_json = gr.JSON(label="analyze: JSON result", elem_id="report-json")
             report_gallery = gr.Gallery(label="analyze: explanation images", columns=4, height=300)
 
-    def decode(payload: Any, state: analysis.PreparedImage | None) -> analysis.PreparedImage:
+    def decode(payload: Any, state: pipeline.PreparedImage | None) -> pipeline.PreparedImage:
         path = upload_path(payload)
         if state is not None and path is not None and state.key == path:
             return state
         path = existing_upload(path, "Please upload a photo first (or take one with the webcam, or pick an example).")
-        return analysis.prepare(path, key=path)
+        return pipeline.prepare(path, key=path)
 
     def show_faces(payload, number, state):
         if payload is None:
@@ -86,7 +87,7 @@ def build_analyze_tab(analyzer: analysis.Analyzer, prepared: gr.State, picture: 
         except FaceError as exc:
             return None, error_markdown(exc), None
         i = min(face_index(number), len(prep.faces) - 1)
-        return picture(analysis.faces_picture(prep, i)), faces_status(prep, i), prep
+        return picture(pipeline.faces_picture(prep, i)), faces_status(prep, i), prep
 
     cleared = [None] * len(slots)  # the previous photo's results, so progress counts this photo's
 
@@ -102,7 +103,7 @@ def build_analyze_tab(analyzer: analysis.Analyzer, prepared: gr.State, picture: 
             discard(upload_path(payload))
         i = min(face_index(number), len(prep.faces) - 1)
         note = f" Running {len(slots)} detectors: each card fills in as soon as its detector is done."
-        return picture(analysis.faces_picture(prep, i)), faces_status(prep, i) + note, prep, "", *cleared
+        return picture(pipeline.faces_picture(prep, i)), faces_status(prep, i) + note, prep, "", *cleared
 
     states = [cards[s.family].state for s in slots]
     started = analyze_btn.click(start, [photo, face, prepared], [faces_img, status, prepared, combined_md, *states],
@@ -125,14 +126,14 @@ def build_analyze_tab(analyzer: analysis.Analyzer, prepared: gr.State, picture: 
         started_at = time.perf_counter()
         path = upload_path(image)
         try:
-            prep = analysis.prepare(existing_upload(path, "No image was sent."))
+            prep = pipeline.prepare(existing_upload(path, "No image was sent."))
         except FaceError as exc:
             raise gr.Error(str(exc), title=type(exc).__name__) from None
         finally:
             discard(path)
         i = face_index(face)
         results = list(analyzer.run(prep, i, read_choices(slots, choices)))
-        report, gallery = analysis.report(results, prep, i)
+        report, gallery = pipeline.report(results, prep, i)
         files = [(picture(img), caption) for img, caption in gallery]
         report["seconds"] = round(time.perf_counter() - started_at, 3)
         return report, files
@@ -146,7 +147,7 @@ def build_analyze_tab(analyzer: analysis.Analyzer, prepared: gr.State, picture: 
     return AnalyzeTab(photo, face, cards, choice_inputs)
 
 
-def progress(prep: analysis.PreparedImage | None, number: Any, *items: dict | None) -> tuple[str, str]:
+def progress(prep: pipeline.PreparedImage | None, number: Any, *items: dict | None) -> tuple[str, str]:
     """The combined verdict so far, and a status line that ends when the last card is in."""
     done = [i for i in items if i]
     if prep is None or not done:
@@ -157,7 +158,7 @@ def progress(prep: analysis.PreparedImage | None, number: Any, *items: dict | No
     return summary.combined_markdown(done), f"{faces} All {len(items)} detectors are done."
 
 
-def faces_status(prep: analysis.PreparedImage, index: int) -> str:
+def faces_status(prep: pipeline.PreparedImage, index: int) -> str:
     n = len(prep.faces)
     if n == 1:
         return "Found **1 face**."

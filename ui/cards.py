@@ -10,8 +10,9 @@ from typing import Any
 
 import gradio as gr
 
+import pipeline
 from detectors.measured import measured_of
-from explain import analysis, summary
+from explain import summary
 
 from .files import Pictures
 from .values import STATE_TTL, face_index
@@ -39,7 +40,7 @@ class Card:
         return [self.verdict, *self.images, *self.texts, self.state, self.probe]
 
 
-def build_card(slot: analysis.DetectorSlot, analyzer: analysis.Analyzer, picture: Pictures) -> Card:
+def build_card(slot: pipeline.DetectorSlot, analyzer: pipeline.Analyzer, picture: Pictures) -> Card:
     loaded = analyzer.loaded(slot.family)
     # One detector per row: its verdict and measured accuracy on the left, its pictures large on the
     # right, so five detectors never leave an orphan card and a projector shows the maps big.
@@ -55,7 +56,7 @@ def build_card(slot: analysis.DetectorSlot, analyzer: analysis.Analyzer, picture
                                 info=f"Empty = the demo checkpoint. {analyzer.policy.describe(markdown=False)} "
                                      "Failing sources fall back to it, with a note.")
             note = f"\n\n> **Note:** {loaded.message}" if loaded.message else ""
-            accuracy = (summary.accuracy_markdown(analysis.measured_json(measured_of(loaded.model.config)))
+            accuracy = (summary.accuracy_markdown(pipeline.measured_json(measured_of(loaded.model.config)))
                         if available else "")
             first = f"Waiting for a photo.\n\n{accuracy}{note}" if available else f"### Not available{note}"
             verdict = gr.Markdown(first, elem_id=f"verdict-{slot.family}")
@@ -76,19 +77,19 @@ def build_card(slot: analysis.DetectorSlot, analyzer: analysis.Analyzer, picture
     return card
 
 
-def card_fn(analyzer: analysis.Analyzer, slot: analysis.DetectorSlot, picture: Pictures):
+def card_fn(analyzer: pipeline.Analyzer, slot: pipeline.DetectorSlot, picture: Pictures):
     def run_card(state, number, run, source):
         if state is None:
             hidden = [gr.update(visible=False)] * (2 * MAX_SLOTS)
             return ["No face to analyse.", *hidden, None, None]
-        result = analyzer.run_one(slot.family, state, face_index(number), analysis.Choice(bool(run), source or ""))
+        result = analyzer.run_one(slot.family, state, face_index(number), pipeline.Choice(bool(run), source or ""))
         return card_values(result, picture)
 
     run_card.__name__ = f"detect_{slot.family}"
     return run_card
 
 
-def card_values(result: analysis.DetectorResult, picture: Pictures) -> list:
+def card_values(result: pipeline.DetectorResult, picture: Pictures) -> list:
     shown = result.explanations[:MAX_SLOTS]
     images = [gr.update(value=picture(e.image, min_side=256), label=e.title, visible=True) for e in shown]
     texts = [gr.update(value=summary.explanation_markdown(e), visible=True) for e in shown]
@@ -96,7 +97,7 @@ def card_values(result: analysis.DetectorResult, picture: Pictures) -> list:
     verdict = summary.verdict_markdown(result)
     if len(result.explanations) > MAX_SLOTS:
         verdict += f"\n\n{len(result.explanations) - MAX_SLOTS} more pictures are in the JSON report."
-    probe = analysis.patch_probe(result, MAX_SLOTS)
+    probe = pipeline.patch_probe(result, MAX_SLOTS)
     if probe is not None:
         texts[probe.target] = gr.update(value=texts[probe.target]["value"] + "\n\n*Click a patch on the face pictures "
                                         "to compare every patch with it.*", visible=True)
@@ -106,7 +107,7 @@ def card_values(result: analysis.DetectorResult, picture: Pictures) -> list:
 def _probe_fn(card: Card, slot_index: int, picture: Pictures):
     """A click on a crop-sized picture redraws the patch-similarity grid for the clicked patch."""
 
-    def probe_patch(probe: analysis.PatchProbe | None, evt: gr.SelectData):
+    def probe_patch(probe: pipeline.PatchProbe | None, evt: gr.SelectData):
         keep = [gr.update()] * (2 * MAX_SLOTS)
         if probe is None or not probe.clickable[slot_index] or not isinstance(evt.index, (list, tuple)):
             return keep

@@ -10,8 +10,9 @@ from typing import Callable
 
 import gradio as gr
 
+import pipeline
 from detectors.faces import FaceError
-from explain import analysis, summary
+from explain import summary
 from training import lab
 
 from .analyze_tab import AnalyzeTab
@@ -19,7 +20,7 @@ from .files import Pictures, existing_upload, upload_path
 from .values import STATE_TTL, error_markdown, examples, read_choices
 
 
-def build_lab_tab(analyzer: analysis.Analyzer, analyze: AnalyzeTab, prepared: gr.State, picture: Pictures,
+def build_lab_tab(analyzer: pipeline.Analyzer, analyze: AnalyzeTab, prepared: gr.State, picture: Pictures,
                   discard: Callable[[str | None], None], cnn_concurrency: int) -> None:
     """Lay out the tab inside the open ``gr.Tabs`` and wire its events; each detector's lab row
     is kept on its card (``Card.lab_text`` / ``Card.lab_image``)."""
@@ -74,14 +75,14 @@ def build_lab_tab(analyzer: analysis.Analyzer, analyze: AnalyzeTab, prepared: gr
     def forge(payload, chosen, how, seed_value):
         path = upload_path(payload)
         try:
-            prep = analysis.prepare(existing_upload(path, "Pick a face to forge first (upload one, or use the "
+            prep = pipeline.prepare(existing_upload(path, "Pick a face to forge first (upload one, or use the "
                                                                 "example)."))
             made = lab.make_lab_forgery(prep.rgb, prep.faces[0], how, chosen or ["face"], int(seed_value or 0))
         except (FaceError, lab.LabError) as exc:
             return None, None, error_markdown(exc), None
         finally:
             discard(path)
-        forged = analysis.PreparedImage(made.image, [prep.faces[0]])
+        forged = pipeline.PreparedImage(made.image, [prep.faces[0]])
         y0, y1, x0, x1 = summary.face_box(prep.faces[0].bbox, made.image.shape[:2])  # the face, big
         return (picture(made.image[y0:y1, x0:x1], min_side=300),
                 picture(summary.mask_picture(made.truth[y0:y1, x0:x1]), min_side=300),
@@ -97,8 +98,8 @@ def build_lab_tab(analyzer: analysis.Analyzer, analyze: AnalyzeTab, prepared: gr
         rows = []
         picks = read_choices(slots, choices)
         for slot, out, text in zip(slots, outputs, texts):
-            result = analyzer.run_one(slot.family, forged, 0, picks.get(slot.family, analysis.Choice()))
-            crop_truth, maps = analysis.lab_maps(result, truth)
+            result = analyzer.run_one(slot.family, forged, 0, picks.get(slot.family, pipeline.Choice()))
+            crop_truth, maps = lab.lab_maps(result, truth)
             rows.append((result, maps))
             figure = picture(summary.lab_figure(result.aligned.image, crop_truth, maps)) if result.ok else None
             yield {out: gr.update(value=figure, visible=figure is not None),

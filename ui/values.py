@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from explain import analysis
+import pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES_DIR = ROOT / "assets" / "examples"
@@ -35,13 +35,13 @@ def examples() -> tuple[list[list[str]], list[str]]:
     return [[str(EXAMPLES_DIR / i["file"])] for i in items], [i["label"] for i in items]
 
 
-def read_choices(slots: list[analysis.DetectorSlot], values: tuple) -> dict[str, analysis.Choice]:
+def read_choices(slots: list[pipeline.DetectorSlot], values: tuple) -> dict[str, pipeline.Choice]:
     """(run, source) pairs in slot order -> choices; missing values mean "run the default"."""
     out = {}
     for i, slot in enumerate(slots):
         run = values[2 * i] if 2 * i < len(values) else True
         source = values[2 * i + 1] if 2 * i + 1 < len(values) else ""
-        out[slot.family] = analysis.Choice(True if run is None else bool(run), source or "")
+        out[slot.family] = pipeline.Choice(True if run is None else bool(run), source or "")
     return out
 
 

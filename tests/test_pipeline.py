@@ -6,8 +6,10 @@ import pytest
 
 from detectors import create_detector
 from detectors.measured import measured_of
-from explain import analysis
-from explain.analysis import Analyzer, Choice, DetectorSlot, ModelCache, combine, score_map
+import pipeline
+from pipeline import Analyzer, Choice, DetectorSlot, ModelCache, combine, running
+from training import lab
+from training.lab import score_map
 
 
 @pytest.fixture(scope="module")
@@ -17,15 +19,15 @@ def analyzer() -> Analyzer:
 
 @pytest.fixture(scope="module")
 def prepared(astronaut):
-    return analysis.prepare(astronaut)
+    return pipeline.prepare(astronaut)
 
 
 def test_slots_name_every_known_family_even_when_missing():
-    slots = analysis.detector_slots(include_test=True)
-    assert [s.family for s in slots][:5] == list(analysis.KNOWN_FAMILIES)
+    slots = pipeline.detector_slots(include_test=True)
+    assert [s.family for s in slots][:5] == list(pipeline.KNOWN_FAMILIES)
     assert slots[-1].family == "tiny" and slots[-1].default_source == "random"
     assert {s.family: s.concurrency_group for s in slots}["antifake_prompt"] == "vlm"
-    ghost = analysis.detector_slots(families=["no_such_family"])
+    ghost = pipeline.detector_slots(families=["no_such_family"])
     assert ghost == []
 
 
@@ -88,8 +90,8 @@ def test_run_gives_verdict_and_explanations(analyzer, prepared):
 
 def test_a_failing_detector_becomes_an_error_card(analyzer, prepared, monkeypatch):
     loaded = analyzer.loaded("tiny")
-    monkeypatch.setattr(analysis, "explain_face", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
-    result = analysis.run_detector(loaded, prepared)
+    monkeypatch.setattr(running, "explain_face", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
+    result = pipeline.run_detector(loaded, prepared)
     assert result.status == "error" and "boom" in result.message
 
 
@@ -99,7 +101,7 @@ def _item(label: str, prob: float, kinds: dict[str, float] | None = None) -> dic
     if kinds is not None:
         config = {"extra": {"measured": {"set": {"label": "a set", "kinds": {
             k: {"label": k, "auc": auc, "caught": None} for k, auc in kinds.items()}}}}}
-        item["measured"] = analysis.measured_json(measured_of(config))
+        item["measured"] = pipeline.measured_json(measured_of(config))
     return item
 
 
@@ -160,7 +162,7 @@ def test_mask_follows_each_detectors_crop(analyzer, prepared):
     full = np.zeros(prepared.rgb.shape[:2], np.float32)
     x0, y0, x1, y1 = (int(v) for v in prepared.faces[0].bbox)
     full[y0:y1, x0:x1] = 1
-    truth, maps = analysis.lab_maps(result, full)
+    truth, maps = lab.lab_maps(result, full)
     assert truth.shape == result.aligned.image.shape[:2] and 0.2 < truth.mean() < 0.9
     assert maps and maps[0].heatmap.shape == truth.shape and maps[0].scores["pixel_auc"] is not None
 
@@ -169,7 +171,7 @@ def test_patch_probe_finds_the_clicked_patch():
     emb = np.zeros((2, 4, 4), np.float32)
     emb[0] = 1.0
     emb[:, 1, 2] = (0.0, 1.0)  # one patch unlike the rest
-    probe = analysis.PatchProbe(emb, target=1, crop_size=(64, 64), clickable=[True, False])
+    probe = pipeline.PatchProbe(emb, target=1, crop_size=(64, 64), clickable=[True, False])
     assert probe.patch_at(40, 20) == (1, 2) and probe.patch_at(1000, -5) == (0, 3)
     row = probe.similarity((1, 2))
     assert row[1, 2] == pytest.approx(1.0) and row[0, 0] == pytest.approx(0.0)
@@ -178,7 +180,7 @@ def test_patch_probe_finds_the_clicked_patch():
 def test_jsonable_keeps_numbers_and_summarises_big_arrays():
     import torch
 
-    out = analysis.jsonable({"p": np.float32(0.25), "v": np.arange(3), "big": np.zeros((32, 32)), "t": torch.ones(2),
+    out = pipeline.jsonable({"p": np.float32(0.25), "v": np.arange(3), "big": np.zeros((32, 32)), "t": torch.ones(2),
                              "nan": float("nan"), "pair": (1, 2)})
     assert out == {"p": 0.25, "v": [0, 1, 2], "big": {"shape": [32, 32], "dtype": "float64"}, "t": [1.0, 1.0],
                    "nan": None, "pair": [1, 2]}

@@ -1,0 +1,50 @@
+"""Interactive evidence: a click on a patch redraws LAV's patch-similarity grid for that patch."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .results import DetectorResult
+
+
+@dataclass
+class PatchProbe:
+    """What a click on a crop-sized picture needs to redraw a patch-similarity grid (LAV).
+
+    Built from an explanation whose ``data`` holds ``patch_embeddings`` (D, G, G); ``target``
+    is the index of that explanation, ``clickable`` says which pictures are in crop pixels.
+    """
+
+    embeddings: np.ndarray
+    target: int
+    crop_size: tuple[int, int]
+    clickable: list[bool]
+
+    @property
+    def grid(self) -> int:
+        return int(self.embeddings.shape[-1])
+
+    def patch_at(self, x: float, y: float) -> tuple[int, int]:
+        h, w = self.crop_size
+        g = self.grid
+        return min(g - 1, max(0, int(y * g / h))), min(g - 1, max(0, int(x * g / w)))
+
+    def similarity(self, patch: tuple[int, int]) -> np.ndarray:
+        e = np.asarray(self.embeddings, np.float32).reshape(self.embeddings.shape[0], -1)
+        e = e / (np.linalg.norm(e, axis=0, keepdims=True) + 1e-8)
+        g = self.grid
+        return (e[:, patch[0] * g + patch[1]] @ e).reshape(g, g)
+
+
+def patch_probe(result: DetectorResult, limit: int | None = None) -> PatchProbe | None:
+    """A :class:`PatchProbe` when one of the (first ``limit``) explanations carries patch embeddings."""
+    if not result.ok or result.aligned is None:
+        return None
+    shown = result.explanations[:limit]
+    crop = result.aligned.image.shape[:2]
+    for i, e in enumerate(shown):
+        emb = e.data.get("patch_embeddings")
+        if emb is not None and np.ndim(emb) == 3:
+            return PatchProbe(np.asarray(emb, np.float32), i, crop, [x.image.shape[:2] == crop for x in shown])
+    return None
