@@ -131,6 +131,7 @@ def test_forgery_lab_shows_truth_beside_each_map(page):
     page.click("#forge-btn")
     page.wait_for_function("() => /pixel AUC/.test(document.querySelector('#lab-table')?.innerText || '')",
                            timeout=TIMEOUT_MS)
+    page.locator("#lab-text-tiny").scroll_into_view_if_needed()  # pictures load lazily, one detector per row
     page.wait_for_function(
         "() => { const i = document.querySelector('#lab-tiny img'); return i && i.complete && i.naturalWidth > 0; }",
         timeout=TIMEOUT_MS)
@@ -156,13 +157,15 @@ def test_clicking_a_patch_redraws_the_similarity_grid(page):
     page.click("#analyze-btn")
     page.wait_for_function("() => /Checkpoint: random/.test(document.querySelector('#verdict-lav')?.innerText || '')",
                            timeout=TIMEOUT_MS)
+    # Cards above LAV's (the combined verdict) grow as the other detectors answer: click once all are in.
+    page.wait_for_function("() => /detectors are done/.test(document.querySelector('#status')?.innerText || '')",
+                           timeout=TIMEOUT_MS)
     target = page.locator("#img-lav-0 img")
     target.scroll_into_view_if_needed()
     page.wait_for_function("() => { const i = document.querySelector('#img-lav-0 img');"
                            " return i && i.complete && i.naturalWidth > 0; }", timeout=TIMEOUT_MS)
     clicked = "() => /patch you clicked \\(row \\d+, column \\d+\\)/.test(document.querySelector('#text-lav-1')?.innerText || '')"
-    # The other cards are still streaming in; a click landing while the card re-renders is lost,
-    # so click again as a user would (a few times at most).
+    # A click landing while the card re-renders is lost, so click again as a user would (a few times at most).
     for attempt in range(4):
         box = target.bounding_box()
         page.mouse.click(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.8)
