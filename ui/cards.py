@@ -45,7 +45,7 @@ def build_card(slot: pipeline.DetectorSlot, analyzer: pipeline.Analyzer, picture
     # One detector per row: its verdict and measured accuracy on the left, its pictures large on the
     # right, so five detectors never leave an orphan card and a projector shows the maps big.
     with gr.Row(elem_classes=["card"], elem_id=f"card-{slot.family}", equal_height=False):
-        with gr.Column(scale=1, min_width=300):
+        with gr.Column(scale=1, min_width=340):
             gr.Markdown(f"### {loaded.title}\n{loaded.paper}")
             available = loaded.model is not None
             installed = slot.name is not None
