@@ -7,13 +7,16 @@ model, and :data:`TRAIN_DEFAULTS` for the loop. Schema (every section optional e
     detector: lav_demo            # registry name the recipe trains
     description: "..."            # one line shown in logs and in the model card
     paper: {...}                  # free-form notes: what the paper states, where it is silent
-    model: {input_size: 128, ...} # DetectorConfig field overrides (see detectors/<family>.py)
+    model: {input_size: 128, ...} # DetectorConfig field overrides (see detectors/<family>.py), and
+      init: {backbone: efficientnet_lite0}  # optional: start the tower from a pretrained backbone
+                                            # (training/pretrained_init.py; not a config field)
     data:                         # passed as-is to training.data.build.build_dataset
       pool: ../shared/data/ffhq128-real   # or folder: DIR (real/ + fake/), deepfakebench_json: FILE
       kinds: {real: 1, sbi: 1}            # mix of forgery kinds (training/data/kinds.py names)
       cycle_kinds: false
       augment: true
       forgery_options: {ae: {whole_frame_p: 0.5}}  # per-kind generator options (training/data/forgery.py)
+      gan_pool: ../shared/data/gan-train  # GAN faces the ``gan`` kind reads (training data only)
       limit: 0                            # 0 = all
       builder: module:function            # optional: a custom dataset factory, same signature
     val_data: {...}               # optional: validation data if not the ``val`` split of ``data``
