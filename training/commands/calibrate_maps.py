@@ -104,12 +104,10 @@ def write_map_scales(folder: Path, scales: dict[str, dict[str, Any]]) -> Path:
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from detectors import create_detector
-    from detectors.errors import CheckpointError
     from detectors.registry import get_entry
     from explain.pipeline import explain
     from explain.scales import RULE, SCALES_KEY, calibrate, collecting
-    from training.commands.evaluate import data_config, local_checkpoint, resolve_source
+    from training.commands.evaluate import data_config, local_checkpoint, open_detector, resolve_source
     from training.recipes import RecipeError
 
     say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
@@ -117,10 +115,8 @@ def run(args: argparse.Namespace) -> int:
         say("error: --limit must be at least 1")
         return 2
     source = resolve_source(args.source)
-    try:
-        detector = create_detector(args.detector, source)
-    except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    detector = open_detector(args.detector, source)
+    if detector is None:
         return 2
     folder = local_checkpoint(source, get_entry(args.detector).family)
     if folder is None and not args.dry_run:

@@ -86,23 +86,30 @@ def resolve_source(source: str) -> str:
     return source
 
 
+def open_detector(name: str, source: str):
+    """The detector ``name`` loaded from ``source``, or ``None`` after printing why it could not be."""
+    from detectors import create_detector
+    from detectors.errors import CheckpointError
+
+    try:
+        return create_detector(name, source)
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from detectors import create_detector
     from detectors.registry import get_entry
     from training import evaluation as E
     from training import metrics as M
     from training.engine import build_dataset
-
-    from detectors.errors import CheckpointError
     from training.recipes import RecipeError
 
     source = resolve_source(args.source)
-    try:
-        detector = create_detector(args.detector, source)
-    except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    detector = open_detector(args.detector, source)
+    if detector is None:
         return 2
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
     detector.to(device).eval()
