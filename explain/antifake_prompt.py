@@ -13,7 +13,7 @@ from detectors.faces import AlignedFace
 
 from .base import Explanation
 from .charts import bar_chart, shades, side_by_side
-from .pipeline import gradcam_explanation
+from .evidence import gradcam_explanation
 from .render import normalize, resize_map
 from .scales import overlay_panel, scale_for
 

@@ -9,7 +9,7 @@ from detectors.faces import AlignedFace
 
 from .base import Explanation
 from .charts import map_panel
-from .pipeline import gradcam_explanation, verdict_words
+from .evidence import gradcam_explanation, verdict_words
 from .render import heatmap_overlay, resize_map
 from .scales import fixed, per_picture, scale_for, scaled_map_panel
 

@@ -9,7 +9,7 @@ from detectors.faces import AlignedFace
 
 from .base import Explanation
 from .charts import bar_chart, message_card, path_plot, shades
-from .pipeline import gradcam_explanation, verdict_words
+from .evidence import gradcam_explanation, verdict_words
 from .render import resize_map
 from .scales import overlay_panel, scale_for
 
@@ -47,7 +47,7 @@ def attribute_chart(probs: np.ndarray, verdict: tuple[bool, str] | None = None,
                     place: str | None = None) -> Explanation:
     """The three attribute heads' probabilities as a horizontal bar chart; the sentence names a
     kind of trace only when the detector calls the face manipulated (``verdict``: see
-    :func:`explain.pipeline.verdict_words`; ``place``: :func:`path_place`)."""
+    :func:`explain.evidence.verdict_words`; ``place``: :func:`path_place`)."""
     probs = np.clip(np.asarray(probs, dtype=np.float64), 0, 1)
     picture = bar_chart(ATTRIBUTE_LABELS, probs, "Attribute heads: which kind of forgery, if any?", "probability",
                         colours=shades((0.1, 0.5, 0.9), "cividis"), reference=0.5)

@@ -18,7 +18,7 @@ from detectors.faces import AlignedFace
 
 from .base import Explanation
 from .charts import side_by_side
-from .pipeline import gradcam_explanation
+from .evidence import gradcam_explanation
 from .render import resize_map
 from .scales import fixed, per_picture, scale_for, scaled_map_panel
 

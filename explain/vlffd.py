@@ -10,7 +10,7 @@ from detectors.vlffd import PART_NAMES
 
 from .base import Explanation
 from .charts import bar_chart
-from .pipeline import gradcam_explanation
+from .evidence import gradcam_explanation
 from .render import DEFAULT_CMAP
 from .scales import MapScale, fixed, overlay_panel, scale_for
 

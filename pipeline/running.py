@@ -1,6 +1,6 @@
 """Run the chosen detectors on one face: crop by each detector's policy, decide, explain.
 
-:func:`run_detector` collects a detector's explanations (``explain.pipeline.explain``) under a
+:func:`run_detector` collects a detector's explanations (``explain.evidence.explain``) under a
 per-model lock (Grad-CAM hooks are not thread-safe), on the one compute thread
 (``detectors/compute_thread.py``). :class:`Analyzer` is the engine the app, the Python API and
 a command line share: one slot per family, the model cache, runs over the chosen detectors.
@@ -20,7 +20,7 @@ from detectors.faces.io import ImageSource
 from detectors.measured import measured_of
 from detectors.source_policy import SourcePolicy
 from explain.base import Explanation
-from explain.pipeline import explain as explain_face
+from explain.evidence import explain as explain_face
 
 from .images import PreparedImage, prepare
 from .loading import LoadedDetector, ModelCache, short_reason

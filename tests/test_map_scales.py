@@ -58,7 +58,7 @@ def face(astronaut: np.ndarray, size: int) -> AlignedFace:
 
 
 def explained(detector, aligned: AlignedFace):
-    from explain.pipeline import explain
+    from explain.evidence import explain
 
     with collecting() as raw:
         out, explanations = explain(detector, aligned)

@@ -172,7 +172,7 @@ def test_inference_only_model_has_no_transition_blocks():
 
 
 def test_explanations(model):
-    from explain.pipeline import explain
+    from explain.evidence import explain
 
     fit_anchors(model, [fake_batch()])
     rng = np.random.default_rng(0)

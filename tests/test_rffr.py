@@ -130,7 +130,7 @@ def test_gradcam_and_explanations_have_the_crop_size(tiny, astronaut):
 
     from detectors.faces.align import AlignedFace
     from explain.gradcam import grad_cam
-    from explain.pipeline import explain
+    from explain.evidence import explain
 
     cam = grad_cam(tiny, torch.randn(1, 3, 112, 112))
     assert cam.shape == (112, 112) and 0 <= cam.min() and cam.max() <= 1

@@ -224,7 +224,7 @@ def test_tokenizer_file_must_match_the_config(tiny, tmp_path):
 def test_gradcam_and_region_map(tiny, astronaut):
     from detectors.faces import detect_faces
     from explain.gradcam import grad_cam
-    from explain.pipeline import explain
+    from explain.evidence import explain
 
     x = torch.randn(1, 3, 32, 32)
     cam = grad_cam(tiny, x)

@@ -185,7 +185,7 @@ def localization(detector, dataset, max_items: int = 64, progress: bool = False,
     Maps and masks are both in crop coordinates (the item's image is the crop). ``candidates``
     (a boolean array over the data set, e.g. ``predict_dataset``'s ``has_mask``) limits the scan.
     """
-    from explain.pipeline import as_heatmap_at, explain
+    from explain.evidence import as_heatmap_at, explain
 
     picked = []
     indices = np.flatnonzero(candidates) if candidates is not None else range(len(dataset))

@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from detectors.registry import get_entry
-    from explain.pipeline import explain
+    from explain.evidence import explain
     from explain.scales import RULE, SCALES_KEY, calibrate, collecting
     from training.commands.evaluate import data_config, local_checkpoint, open_detector, resolve_source
     from training.recipes import RecipeError
