@@ -16,6 +16,8 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from detectors.base import CONFIG_FILE, WEIGHTS_FILE
 
+from .recipes import repo_relative
+
 LICENSE = "cc-by-nc-sa-4.0"
 BASE_TAGS = ["forgery-lens", "deepfake-detection", "face-forgery-detection", "pytorch", "safetensors"]
 METRIC_NAMES = {"auc": ("roc_auc", "frame-level AUC"), "video_auc": ("roc_auc", "video-level AUC"),
@@ -60,14 +62,6 @@ def fake_kinds(data: dict[str, Any]) -> str:
     if not kinds:
         return ", ".join(KIND_TEXT.values())
     return ", ".join(KIND_TEXT.get(k, k) for k in kinds)
-
-
-def _relative(path: str) -> str:
-    root = Path(__file__).resolve().parent.parent
-    try:
-        return str(Path(path).resolve().relative_to(root))
-    except (ValueError, OSError):
-        return path
 
 
 def _fmt(value: Any) -> str:
@@ -160,7 +154,7 @@ def model_card(detector, metrics: dict[str, dict[str, Any]] | None = None, repo_
     lines.append("")
     lines += ["## Training", ""]
     if training:
-        lines += [f"- Recipe: `{_relative(training.get('recipe', ''))}`",
+        lines += [f"- Recipe: `{repo_relative(training.get('recipe', ''))}`",
                   f"- This checkpoint was taken after {training.get('total_steps', 'n/a')} optimizer steps "
                   f"in all; its last stage, `{training.get('stage', '')}`, ran with "
                   f"`{json.dumps(training.get('train', {}), sort_keys=True)}`"]

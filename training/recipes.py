@@ -95,6 +95,16 @@ class RecipeError(ValueError):
     """A recipe that cannot be found or does not follow the schema."""
 
 
+def repo_relative(path: str) -> str:
+    """``path`` relative to the repository when it lies inside it (what cards and configs record),
+    else as given."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        return str(Path(path).resolve().relative_to(root))
+    except (ValueError, OSError):
+        return path
+
+
 def family_of(detector: str) -> str:
     from detectors.registry import get_entry
 

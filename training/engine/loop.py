@@ -31,7 +31,7 @@ from torch import nn
 
 from training import metrics as M
 from training.methods import Stage, get_method
-from training.recipes import stage_data, stage_settings
+from training.recipes import repo_relative, stage_data, stage_settings
 
 from . import state as S
 from .data import build_dataset, make_loader
@@ -332,7 +332,7 @@ class Trainer:
         p = self.progress
         stage = self.stages[p.stage_index].name
         settings = stage_settings(self.recipe, stage)  # the stage's own steps and lr, not the recipe's defaults
-        info = {"recipe": self.recipe.get("source", ""), "command": self.command, "data": self.recipe.get("data", {}),
+        info = {"recipe": repo_relative(self.recipe.get("source", "")), "command": self.command, "data": self.recipe.get("data", {}),
                 "stage": stage, "total_steps": p.total_step,
                 "train": {k: settings[k] for k in ("optimizer", "lr", "batch_size", "grad_accum", "epochs",
                                                    "max_steps", "seed")}}
