@@ -1,4 +1,7 @@
-"""Words and pictures for the app's cards, from the pipeline's results (text and arrays, no UI types).
+"""Words and pictures for the app's cards from plain values: captions, measured figures, maps.
+
+Nothing here knows the pipeline's result types (explain sits below the pipeline); the words
+that read a :class:`pipeline.DetectorResult` are in :mod:`ui.texts`.
 
 Every picture gets a sentence beside it; numbers say what they are; colours come from
 viridis/cividis only, with a legend.
@@ -6,21 +9,24 @@ viridis/cividis only, with a legend.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Protocol
 
 import numpy as np
 
-from pipeline.results import DetectorResult, jsonable
-from pipeline.verdicts import combine
-
-from .base import Explanation
+from .base import Explanation, jsonable
 from .charts import captioned_row, colour_legend, map_panel, outline_mask, side_by_side
 from .render import DEFAULT_CMAP, colorize
 
-if TYPE_CHECKING:  # hints only: the lab's scores come from training.lab, which explain does not import
-    from training.lab import LabMap
 
-VERDICT_WORDS = {"fake": "likely manipulated", "real": "likely real"}
+
+class ScoredMap(Protocol):
+    """A map scored against the forged pixels (``training.lab.LabMap`` is one); declared here so
+    that explain draws the lab's figure without importing training."""
+
+    title: str
+    heatmap: np.ndarray
+    scores: dict[str, float | None]
+
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")  # what Markdown would read mid-line
 
 
@@ -61,30 +67,6 @@ def accuracy_table(rows: list[tuple[str, dict[str, Any] | None]]) -> str:
         sentence = escape(m["sentence"]) if m else "No measured figures are recorded."
         out.append("| " + " | ".join([title, *cells, "\u2013" if real is None else f"{real:.0%}", sentence]) + " |")
     return "\n".join(out)
-
-
-def verdict_markdown(result: DetectorResult) -> str:
-    """The card's head: verdict with probability and threshold, checkpoint, notes."""
-    lines = []
-    if result.status == "ok" and result.verdict is not None:
-        v = result.verdict
-        mark = "\u26a0\ufe0f" if v.is_fake else "\u2714\ufe0f"
-        lines.append(f"### {mark} {v.summary().capitalize()}")
-        lines.append(f"Probability of manipulation **{v.prob_fake:.3f}**, decision threshold **{v.threshold:.3f}**.")
-        lines.append(f"Checkpoint: `{result.source}` \u00b7 {result.seconds:.2f} s")
-        if v.n_faces > 1:
-            lines.append(f"Face {v.face_index + 1} of {v.n_faces}.")
-        lines.append(accuracy_markdown(result.to_json()["measured"]))
-    elif result.status == "off":
-        lines.append("### Not run")
-        lines.append("Tick **Run** to include this detector.")
-    elif result.status == "error":
-        lines.append("### \u274c Failed on this face")
-    else:
-        lines.append("### Not available")
-    if result.message:
-        lines.append(f"> **Note:** {escape(result.message)}")
-    return "\n\n".join(lines)
 
 
 def _number(value: Any) -> str | None:
@@ -130,26 +112,6 @@ def explanation_markdown(e: Explanation) -> str:
     text = f"**{escape(e.title)}.** {escape(e.caption)}"
     lines = data_lines(e.data)
     return text + ("\n\n" + "\n".join(lines) if lines else "")
-
-
-def combined_markdown(items: Iterable[DetectorResult | dict]) -> str:
-    """The verdict across detectors and a table of each one's decision and weight (results or their JSON)."""
-    items = [r.to_json() if isinstance(r, DetectorResult) else r for r in items if r]
-    combined = combine(items)
-    rows = ["| Detector | Verdict | P(manipulated) | Threshold | Weight |", "| --- | --- | --- | --- | --- |"]
-    for r in items:
-        if r.get("status") == "ok":
-            skill = (r.get("measured") or {}).get("skill")
-            weight = "\u2013 (not measured)" if skill is None else f"{skill:.2f}"
-            rows.append(f"| {r['title']} | {VERDICT_WORDS[r['label']]} | {r['prob_fake']:.3f} | {r['threshold']:.3f} | "
-                        f"{weight} |")
-        else:
-            word = {"off": "not run", "error": "failed"}.get(r.get("status"), "not available")
-            rows.append(f"| {r['title']} | {word} | \u2013 | \u2013 | \u2013 |")
-    note = ("Each detector compares its own probability with its own calibrated threshold. Its weight is how far "
-            "its measured AUC is above guessing, averaged over the kinds of fake it was measured on (0 = guessing, "
-            "1 = perfect); the card of each detector lists those figures.")
-    return "\n\n".join([f"## Combined verdict: {combined.headline()}", combined.summary(), "\n".join(rows), note])
 
 
 def legend_image(cmap: str = DEFAULT_CMAP) -> np.ndarray:
@@ -200,7 +162,7 @@ def face_box(bbox, shape: tuple[int, int], margin: float = 0.35) -> tuple[int, i
     return (max(0, int(y0 - dy)), min(h, int(round(y1 + dy))), max(0, int(x0 - dx)), min(w, int(round(x1 + dx))))
 
 
-def lab_figure(crop: np.ndarray, truth: np.ndarray, maps: list[LabMap]) -> np.ndarray:
+def lab_figure(crop: np.ndarray, truth: np.ndarray, maps: list[ScoredMap]) -> np.ndarray:
     """The forged crop, the ground truth and each map beside it, zoomed to the forged region,
     with the truth outlined on the maps."""
     y0, y1, x0, x1 = zoom_box(truth)
@@ -217,50 +179,3 @@ def lab_figure(crop: np.ndarray, truth: np.ndarray, maps: list[LabMap]) -> np.nd
     return side_by_side([captioned_row(row, side=LAB_SIDE, colour_bar="map value (0 to 1)",
                                        footer="dashed white line = forged region" if row is rows[-1] else "")
                          for row in rows], gap=0, vertical=True)
-
-
-def lab_markdown(result: DetectorResult, maps: list[LabMap]) -> str:
-    """The sentence beside a lab picture: verdict and how well each map found the forged region."""
-    if not result.ok:
-        return f"**{result.title}**\n\n" + verdict_markdown(result)
-    lines = [f"**{result.title}**: {result.verdict.summary()}.\n"]
-    if not result.verdict.is_fake:
-        lines.append("It called the forgery real: it missed it. How its maps overlap the forged pixels anyway:\n")
-    if not maps:
-        lines.append("This detector gives no map to compare with the forged region.")
-    for m in maps:
-        auc, iou = m.scores.get("pixel_auc"), m.scores.get("iou")
-        auc_text = f"{auc:.2f}" if auc is not None else "n/a"
-        iou_text = f"{iou:.2f}" if iou is not None else "n/a"
-        lines.append(f"- {m.title}: pixel AUC **{auc_text}** (0.5 = chance, 1 = perfect), IoU **{iou_text}**")
-    return "\n".join(lines)
-
-
-#: The map every detector's verdict rests on: Grad-CAM of its own "fake" logit.
-DECISION_MAP = "gradcam"
-
-
-def decision_map(maps: list[LabMap]) -> LabMap | None:
-    return next((m for m in maps if m.kind == DECISION_MAP), None)
-
-
-def lab_table(rows: list[tuple[DetectorResult, list[LabMap]]]) -> str:
-    """One line per detector: its verdict on the forgery and how well the map its verdict rests on
-    (Grad-CAM toward "fake") finds the forged pixels; a detector that called the forgery real
-    found nothing to locate, whatever its maps show."""
-    out = ["| Detector | Verdict on the forgery | Its verdict's map (Grad-CAM): pixel AUC | IoU |",
-           "| --- | --- | --- | --- |"]
-    for result, maps in rows:
-        if not result.ok:
-            continue
-        verdict = result.verdict.summary()
-        used = decision_map(maps)
-        if not result.verdict.is_fake:
-            out.append(f"| {result.title} | {verdict} | missed: called it real | \u2013 |")
-        elif used is None:
-            out.append(f"| {result.title} | {verdict} | no map | \u2013 |")
-        else:
-            auc, iou = used.scores.get("pixel_auc"), used.scores.get("iou")
-            out.append(f"| {result.title} | {verdict} | {'n/a' if auc is None else f'{auc:.2f}'} | "
-                       f"{'n/a' if iou is None else f'{iou:.2f}'} |")
-    return "\n".join(out)

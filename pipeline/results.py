@@ -1,15 +1,19 @@
-"""What one detector found on one face (:class:`DetectorResult`) and its JSON for the API."""
+"""What one detector found on one face (:class:`DetectorResult`) and its JSON for the API.
+
+:func:`jsonable` lives with :class:`~explain.base.Explanation`, whose data it turns into JSON;
+it is re-exported here and from :mod:`pipeline`.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from detectors import Verdict
 from detectors.faces import AlignedFace
 from detectors.measured import Measured
-from explain.base import Explanation
+from explain.base import Explanation, jsonable
+
+__all__ = ["DetectorResult", "jsonable", "measured_json"]
 
 
 @dataclass
@@ -59,28 +63,3 @@ def measured_json(m: Measured) -> dict[str, Any]:
             "real_called_real": m.real_called_real,
             "kinds": [{"name": k.short, "kind": k.kind, "label": k.label, "auc": k.auc, "caught": k.caught,
                        "measured_on": k.measured_on} for k in m.kinds]}
-
-
-#: Arrays up to this many elements go into the API as lists; larger ones as their shape.
-MAX_JSON_ARRAY = 256
-
-
-def jsonable(value: Any) -> Any:
-    """Numbers, strings, short lists; numpy turned into Python; big arrays summarised."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if hasattr(value, "detach") and hasattr(value, "cpu"):
-        value = value.detach().cpu().numpy()
-    if isinstance(value, np.ndarray):
-        if value.size <= MAX_JSON_ARRAY:
-            return jsonable(value.tolist())
-        return {"shape": list(value.shape), "dtype": str(value.dtype)}
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float):
-        return round(value, 6) if np.isfinite(value) else None
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    return str(value)

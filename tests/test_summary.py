@@ -1,4 +1,7 @@
-"""Words the cards show: escaped captions, measured accuracy, the lab's verdict-map column, zoom."""
+"""Words the cards show: escaped captions, measured accuracy, the lab's verdict-map column, zoom.
+
+``explain.summary`` works on plain values; the words that read a pipeline result are ``ui.texts``.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -9,6 +12,7 @@ from explain import summary
 from explain.base import Explanation
 from pipeline import DetectorResult
 from training.lab import LabMap
+from ui import texts
 
 
 def _result(prob: float, threshold: float = 0.5) -> DetectorResult:
@@ -30,9 +34,9 @@ def test_a_caption_token_survives_markdown():
 
 def test_the_lab_column_scores_the_verdicts_own_map_and_only_when_it_found_the_forgery():
     maps = [_map("lav_location", 0.95), _map("gradcam", 0.61)]
-    caught = summary.lab_table([(_result(0.9), maps)]).splitlines()[-1]
+    caught = texts.lab_table([(_result(0.9), maps)]).splitlines()[-1]
     assert "| 0.61 |" in caught and "0.95" not in caught  # not the best map: the one the verdict rests on
-    missed = summary.lab_table([(_result(0.1), maps)]).splitlines()[-1]
+    missed = texts.lab_table([(_result(0.1), maps)]).splitlines()[-1]
     assert "missed: called it real" in missed and "0.95" not in missed and "0.61" not in missed
 
 

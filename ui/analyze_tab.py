@@ -18,6 +18,7 @@ import pipeline
 from detectors.faces import FaceError
 from explain import summary
 
+from . import texts
 from .cards import Card, build_card, card_fn
 from .files import Pictures, existing_upload, upload_path
 from .values import MAX_FACES, error_markdown, examples, face_index, read_choices, signature
@@ -154,8 +155,8 @@ def progress(prep: pipeline.PreparedImage | None, number: Any, *items: dict | No
         return "", gr.update()
     faces = faces_status(prep, min(face_index(number), len(prep.faces) - 1))
     if len(done) < len(items):
-        return summary.combined_markdown(done), f"{faces} Running detectors: {len(done)} of {len(items)} done\u2026"
-    return summary.combined_markdown(done), f"{faces} All {len(items)} detectors are done."
+        return texts.combined_markdown(done), f"{faces} Running detectors: {len(done)} of {len(items)} done\u2026"
+    return texts.combined_markdown(done), f"{faces} All {len(items)} detectors are done."
 
 
 def faces_status(prep: pipeline.PreparedImage, index: int) -> str:

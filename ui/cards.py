@@ -15,6 +15,7 @@ from detectors.measured import measured_of
 from explain import summary
 
 from .files import Pictures
+from .texts import verdict_markdown
 from .values import STATE_TTL, face_index
 
 MAX_SLOTS = 5  # explanation pictures per card
@@ -94,7 +95,7 @@ def card_values(result: pipeline.DetectorResult, picture: Pictures) -> list:
     images = [gr.update(value=picture(e.image, min_side=256), label=e.title, visible=True) for e in shown]
     texts = [gr.update(value=summary.explanation_markdown(e), visible=True) for e in shown]
     hidden = [gr.update(value=None, visible=False)] * (MAX_SLOTS - len(shown))
-    verdict = summary.verdict_markdown(result)
+    verdict = verdict_markdown(result)
     if len(result.explanations) > MAX_SLOTS:
         verdict += f"\n\n{len(result.explanations) - MAX_SLOTS} more pictures are in the JSON report."
     probe = pipeline.patch_probe(result, MAX_SLOTS)

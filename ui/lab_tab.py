@@ -17,6 +17,7 @@ from training import lab
 
 from .analyze_tab import AnalyzeTab
 from .files import Pictures, existing_upload, upload_path
+from .texts import lab_markdown, lab_table as lab_table_markdown
 from .values import STATE_TTL, error_markdown, examples, read_choices
 
 
@@ -103,7 +104,7 @@ def build_lab_tab(analyzer: pipeline.Analyzer, analyze: AnalyzeTab, prepared: gr
             rows.append((result, maps))
             figure = picture(summary.lab_figure(result.aligned.image, crop_truth, maps)) if result.ok else None
             yield {out: gr.update(value=figure, visible=figure is not None),
-                   text: summary.lab_markdown(result, maps), lab_table: summary.lab_table(rows)}
+                   text: lab_markdown(result, maps), lab_table: lab_table_markdown(rows)}
 
     forge_btn.click(forge, [lab_photo, regions, method, seed], [forged_img, truth_img, lab_status, lab_state],
                     api_name="forge", preprocess=False, concurrency_id="faces").then(
