@@ -75,19 +75,6 @@ def test_calibrated_threshold_maximises_balanced_accuracy():
     assert M.calibrate_threshold([0.1, 0.2], [0, 0]) is None
 
 
-def test_pixel_auc_and_best_iou():
-    heat = np.array([[0.9, 0.1], [0.5, 0.2]])
-    mask = np.array([[1.0, 1.0], [0.0, 0.0]])
-    # mask pixels .9 and .1 against .5 and .2: .9 beats both, .1 neither -> 2/4
-    assert M.pixel_auc([heat], [mask]) == pytest.approx(0.5)
-    iou, t = M.best_iou([heat], [mask])
-    # t <= .1 marks all 4 pixels (IoU 2/4); (.5, .9] marks only .9 (IoU 1/2); (.2, .5] gives 1/3
-    assert iou == pytest.approx(0.5)
-    perfect, t = M.best_iou([np.array([[0.9, 0.8], [0.1, 0.2]])], [np.array([[1, 1], [0, 0]])])
-    assert perfect == pytest.approx(1.0) and 0.2 < t <= 0.8
-    assert M.pixel_auc([np.array([[0.9, 0.8], [0.1, 0.2]])], [np.array([[1, 1], [0, 0]])]) == pytest.approx(1.0)
-
-
 def test_metrics_are_json_safe():
     m = M.detection_metrics([0.1, 0.9, 0.4, 0.6], [0, 1, 0, 1], ["a", "b", "c", "d"])
     assert all(v is None or (isinstance(v, (int, float)) and math.isfinite(v)) for v in m.values())

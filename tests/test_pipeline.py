@@ -150,7 +150,8 @@ def test_score_map_against_sklearn():
     heat = np.round(rng.random((40, 40)) + 0.5 * mask, 1)  # ties on purpose
     scores = score_map(heat, mask)
     assert scores["pixel_auc"] == pytest.approx(roc_auc_score(mask.ravel() > 0.5, heat.ravel()))
-    assert score_map(mask, mask) == {"pixel_auc": 1.0, "iou": 1.0, "forged_share": pytest.approx(mask.mean())}
+    assert score_map(mask, mask) == {"pixel_auc": 1.0, "iou": 1.0, "iou_threshold": 1.0,
+                                     "forged_share": pytest.approx(mask.mean())}
     assert score_map(1 - mask, mask)["pixel_auc"] == 0.0
     assert score_map(heat, np.zeros_like(mask))["pixel_auc"] is None
     small = score_map(mask[::2, ::2], mask)  # maps at another size are resized to the mask

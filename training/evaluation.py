@@ -12,6 +12,7 @@ import torch
 
 from detectors.base import CONFIG_FILE
 
+from . import localization as L
 from . import metrics as M
 from .engine import predict_dataset
 
@@ -179,8 +180,9 @@ def _aligned(crop: np.ndarray, config):
 
 def localization(detector, dataset, max_items: int = 64, progress: bool = False,
                  candidates: np.ndarray | None = None) -> dict[str, Any]:
-    """Pixel AUC and best-threshold IoU of each explanation map with a heatmap, on forged items
-    with a non-empty mask (the first ``max_items`` of them, in dataset order).
+    """Pixel AUC and best-threshold IoU (:mod:`training.localization`'s convention) of each
+    explanation map with a heatmap, on forged items with a forged pixel (the first ``max_items``
+    of them, in dataset order).
 
     Maps and masks are both in crop coordinates (the item's image is the crop). ``candidates``
     (a boolean array over the data set, e.g. ``predict_dataset``'s ``has_mask``) limits the scan.
@@ -193,7 +195,7 @@ def localization(detector, dataset, max_items: int = 64, progress: bool = False,
         i = int(i)
         item = dataset[i]
         mask = item.get("mask")
-        if int(item["label"]) == 1 and mask is not None and float(mask.max()) > 0.5:
+        if int(item["label"]) == 1 and mask is not None and float(mask.max()) >= L.FORGED_AT:
             picked.append(item)
             if len(picked) >= max_items:
                 break
@@ -223,7 +225,7 @@ def localization(detector, dataset, max_items: int = 64, progress: bool = False,
             titles[e.kind] = e.title
     out: dict[str, Any] = {"n_items": len(picked), "no_landmarks": no_landmarks, "maps": {}}
     for kind in maps:
-        iou, t = M.best_iou(maps[kind], masks[kind])
-        out["maps"][kind] = {"title": titles[kind], "pixel_auc": M.pixel_auc(maps[kind], masks[kind]),
+        iou, t = L.best_iou(maps[kind], masks[kind])
+        out["maps"][kind] = {"title": titles[kind], "pixel_auc": L.pixel_auc(maps[kind], masks[kind]),
                              "iou": iou, "iou_threshold": t, "n": len(maps[kind])}
     return out

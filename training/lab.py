@@ -14,7 +14,8 @@ The ground truth is the blend weight (where pixels were replaced, scaled to a pe
 which for the donor blend is the replaced region rather than Face X-ray's boundary.
 
 :func:`lab_maps` then scores each detector's maps against that truth in the detector's own crop
-(:func:`score_map`: pixel AUC and IoU). The scoring lives here, beside the forgeries it scores;
+(:func:`score_map`: pixel AUC and best IoU, by :mod:`training.localization`'s convention,
+the one ``evaluate`` reports). The scoring lives here, beside the forgeries it scores;
 the app's request path already imports this module to make them.
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ from explain.render import resize_map
 
 from .data import blend, kinds
 from .data.forgery import make_forgery, self_donor
+from . import localization
 
 if TYPE_CHECKING:  # the pipeline's result type, for hints only: training does not import the pipeline
     from pipeline.results import DetectorResult
@@ -161,39 +163,14 @@ def mask_in_crop(mask: np.ndarray, aligned: AlignedFace) -> np.ndarray:
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
 
 
-def score_map(heatmap: np.ndarray, mask: np.ndarray, threshold: float = 0.5) -> dict[str, float | None]:
-    """How well a map finds the forged pixels.
-
-    ``pixel_auc``: the chance that a forged pixel scores higher than an untouched one (0.5 =
-    no better than chance; ``None`` when the mask is empty or covers everything).
-    ``iou``: overlap of the map's top region (map >= ``threshold`` after min-max scaling) with
-    the mask (> 0.5).
-    """
+def score_map(heatmap: np.ndarray, mask: np.ndarray) -> dict[str, float | None]:
+    """How well a map finds the forged pixels of one picture, by :mod:`training.localization`'s
+    convention (the one ``evaluate`` reports): ``pixel_auc``, ``iou`` (best) with its
+    ``iou_threshold``, and ``forged_share``. A map at another size is resized to the mask first."""
     heat = resize_map(heatmap, mask.shape[:2]) if heatmap.shape != mask.shape else np.asarray(heatmap, np.float32)
-    truth = np.asarray(mask) > 0.5
-    heat = np.nan_to_num(heat.astype(np.float64))
-    lo, hi = heat.min(), heat.max()
-    scaled = (heat - lo) / (hi - lo) if hi > lo else np.zeros_like(heat)
-    hit = scaled >= threshold if hi > lo else np.zeros_like(truth)
-    union = np.logical_or(hit, truth).sum()
-    iou = float(np.logical_and(hit, truth).sum() / union) if union else None
-    return {"pixel_auc": _auc(heat.ravel(), truth.ravel()), "iou": iou, "forged_share": float(truth.mean())}
-
-
-def _auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
-    """Mann-Whitney AUC with ties counted half (no sklearn import on the request path)."""
-    n_pos = int(positive.sum())
-    n_neg = positive.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return None
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(scores.size, np.float64)
-    sorted_scores = scores[order]
-    # Average ranks over ties.
-    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    avg = first + (counts - 1) / 2.0 + 1.0
-    ranks[order] = np.repeat(avg, counts)
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    iou, threshold = localization.best_iou([heat], [mask])
+    return {"pixel_auc": localization.pixel_auc([heat], [mask]), "iou": iou, "iou_threshold": threshold,
+            "forged_share": float(localization.forged(mask).mean())}
 
 
 @dataclass

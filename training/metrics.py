@@ -1,4 +1,5 @@
-"""The field's detection and localization metrics (DeepfakeBench conventions, scikit-learn).
+"""The field's detection metrics (DeepfakeBench conventions, scikit-learn); localization metrics
+are in :mod:`training.localization`.
 
 Scores are ``prob_fake`` (higher = more fake), labels 0 real / 1 fake (anything >= 1 is fake).
 Metrics that need both classes return ``None`` when one is missing, so results stay JSON.
@@ -141,50 +142,3 @@ def detection_metrics(scores: Sequence[float], labels: Sequence[int], video_ids:
         "n_fake": int((y == 1).sum()),
         "n_videos": len(set(zip(y.tolist(), map(str, video_ids)))) if video_ids is not None else int(s.size),
     }
-
-
-# ---- localization ------------------------------------------------------------------------------
-
-def pixel_auc(heatmaps: Sequence[np.ndarray], masks: Sequence[np.ndarray], mask_threshold: float = 0.5
-              ) -> float | None:
-    """ROC AUC of heatmap values against binarised ground-truth mask pixels, pooled over images."""
-    h, m = _pixels(heatmaps, masks, mask_threshold)
-    return auc(h, m)
-
-
-def best_iou(heatmaps: Sequence[np.ndarray], masks: Sequence[np.ndarray], mask_threshold: float = 0.5,
-             steps: int = 101) -> tuple[float | None, float | None]:
-    """``(iou, threshold)``: the pooled IoU of ``heatmap >= t`` with the mask at the best ``t``.
-
-    One threshold for the whole set (not per image), so it measures a map that could be used
-    as-is; ``t`` runs over ``steps`` evenly spaced values in [0, 1].
-    """
-    h, m = _pixels(heatmaps, masks, mask_threshold)
-    if not m.any():
-        return None, None
-    best, best_t = -1.0, None
-    m = m.astype(bool)
-    for t in np.linspace(0.0, 1.0, steps):
-        pred = h >= t
-        union = np.logical_or(pred, m).sum()
-        value = np.logical_and(pred, m).sum() / union if union else 0.0
-        if value > best:
-            best, best_t = float(value), float(t)
-    return best, best_t
-
-
-def _pixels(heatmaps: Sequence[np.ndarray], masks: Sequence[np.ndarray], mask_threshold: float
-            ) -> tuple[np.ndarray, np.ndarray]:
-    if len(heatmaps) != len(masks):
-        raise ValueError(f"{len(heatmaps)} heatmaps for {len(masks)} masks")
-    hs, ms = [], []
-    for heat, mask in zip(heatmaps, masks):
-        heat = np.asarray(heat, dtype=np.float64).squeeze()
-        mask = np.asarray(mask, dtype=np.float64).squeeze()
-        if heat.shape != mask.shape:
-            raise ValueError(f"heatmap {heat.shape} and mask {mask.shape} differ in size")
-        hs.append(heat.reshape(-1))
-        ms.append((mask >= mask_threshold).reshape(-1).astype(np.int64))
-    if not hs:
-        return np.zeros(0), np.zeros(0, dtype=np.int64)
-    return np.concatenate(hs), np.concatenate(ms)

@@ -73,7 +73,7 @@ def lab_markdown(result: DetectorResult, maps: list[LabMap]) -> str:
         auc, iou = m.scores.get("pixel_auc"), m.scores.get("iou")
         auc_text = f"{auc:.2f}" if auc is not None else "n/a"
         iou_text = f"{iou:.2f}" if iou is not None else "n/a"
-        lines.append(f"- {m.title}: pixel AUC **{auc_text}** (0.5 = chance, 1 = perfect), IoU **{iou_text}**")
+        lines.append(f"- {m.title}: pixel AUC **{auc_text}** (0.5 = chance, 1 = perfect), best IoU **{iou_text}**")
     return "\n".join(lines)
 
 
@@ -89,7 +89,7 @@ def lab_table(rows: list[tuple[DetectorResult, list[LabMap]]]) -> str:
     """One line per detector: its verdict on the forgery and how well the map its verdict rests on
     (Grad-CAM toward "fake") finds the forged pixels; a detector that called the forgery real
     found nothing to locate, whatever its maps show."""
-    out = ["| Detector | Verdict on the forgery | Its verdict's map (Grad-CAM): pixel AUC | IoU |",
+    out = ["| Detector | Verdict on the forgery | Its verdict's map (Grad-CAM): pixel AUC | best IoU |",
            "| --- | --- | --- | --- |"]
     for result, maps in rows:
         if not result.ok:
