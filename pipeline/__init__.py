@@ -14,17 +14,21 @@ Shared by the app (``app.py`` and :mod:`ui`), the Python API and a command line:
 - :mod:`pipeline.results`: what one detector found, and its JSON.
 - :mod:`pipeline.verdicts`: the verdict across detectors and the API's report.
 - :mod:`pipeline.probe`: the clickable patch-similarity grid (LAV).
+- :mod:`pipeline.video`: a clip sampled, its face followed, every detector per frame
+  (:func:`analyze_video` -> :class:`VideoReport`; see docs/video.md).
 """
 from .images import PreparedImage, faces_picture, prepare
 from .loading import LoadedDetector, ModelCache
 from .probe import PatchProbe, patch_probe
 from .results import DetectorResult, jsonable, measured_json
 from .running import Analyzer, Choice, run_detector
-from .slots import KNOWN_FAMILIES, DetectorSlot, detector_slots
+from .slots import DetectorSlot, detector_slots
 from .verdicts import Combined, combine, report
+from .video import PreparedVideo, VideoDetectorResult, VideoReport, analyze_video, frame_evidence, prepare_video
 
 __all__ = [
-    "KNOWN_FAMILIES", "Analyzer", "Choice", "Combined", "DetectorResult", "DetectorSlot", "LoadedDetector",
+    "Analyzer", "Choice", "Combined", "DetectorResult", "DetectorSlot", "LoadedDetector",
     "ModelCache", "PatchProbe", "PreparedImage", "combine", "detector_slots", "faces_picture", "jsonable",
     "measured_json", "patch_probe", "prepare", "report", "run_detector",
+    "PreparedVideo", "VideoDetectorResult", "VideoReport", "analyze_video", "frame_evidence", "prepare_video",
 ]
