@@ -6,8 +6,8 @@ PyAV on H.264, MPEG-4, VP8 and MJPEG (docs/video.md), so no second decoder is ne
 
 Frames are picked by **time**, not by index, so variable-frame-rate clips (phones, screen
 recorders, browser webcam recordings) are sampled evenly too: the clip's first
-``max_seconds`` are cut into ``n`` equal spans and the first frame at or after the middle of
-each span is kept. When the container does not say how long the clip is (a browser's WebM
+``max_seconds`` are cut into ``n`` equal spans and the frame on screen at the middle of each
+span is kept (each frame once). When the container does not say how long the clip is (a browser's WebM
 recording) or says more than it holds (a truncated file), a first pass reads the frames'
 timestamps and a second pass picks them.
 """
@@ -173,8 +173,10 @@ def _span(times: list[float], fps: float) -> float:
 
 def _pass(path: Path, targets: list[float], fps: float, max_seconds: float, working_size: int,
           progress: Progress | None, scan: bool = False) -> tuple[list[VideoFrame], list[float], bool, int]:
-    """One sequential read: every frame is grabbed (decoded), only the first at or after each target
-    converted to RGB; the read stops once every target is met.
+    """One sequential read: every frame is grabbed (decoded), only the frame on screen at each target
+    time (its stamp plus one frame's duration, at the stated rate, passes the target) is converted to
+    RGB; the read stops once every target is met. After a frame held longer than the stated rate
+    (variable frame rate), the next frame stands for the targets the held one covered.
 
     Returns the frames kept, the timestamps of the frames read, whether a frame lies past
     ``max_seconds``, and how many targets the stream ended before reaching."""
@@ -182,6 +184,7 @@ def _pass(path: Path, targets: list[float], fps: float, max_seconds: float, work
     picked: list[VideoFrame] = []
     times: list[float] = []
     past_limit = False
+    step = 1.0 / fps if fps else 1.0 / 30.0  # how long a frame stays on screen, as the container says
     k = 0
     try:
         while cap.grab():
@@ -195,12 +198,12 @@ def _pass(path: Path, targets: list[float], fps: float, max_seconds: float, work
                 if progress is not None and number % 50 == 0:
                     progress(min(1.0, t / max_seconds), "Reading the clip's timestamps")
                 continue
-            if t >= targets[k] - 1e-6:
+            if t + step > targets[k]:  # this frame is on screen at the target time
                 ok, bgr = cap.retrieve()
                 if ok and bgr is not None:
                     picked.append(VideoFrame(number, round(t, 4), _to_rgb(bgr, working_size)))
-                while k < len(targets) and t >= targets[k] - 1e-6:
-                    k += 1  # a long-held frame (variable frame rate) stands for every target it covers
+                while k < len(targets) and t + step > targets[k]:
+                    k += 1  # a frame stands once for every target it covers
                 if progress is not None:
                     progress(k / len(targets), "Decoding frames")
                 if k == len(targets):
