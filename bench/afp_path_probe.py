@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.vit_stem_probe import add_probe_arguments, probe_data, probe_settings, train_seeds  # noqa: E402
 from detectors.antifake_prompt import demo_config  # noqa: E402
-from detectors.registry import build_detector  # noqa: E402
+from detectors import build_detector  # noqa: E402
 from training.data.sentences import REAL_SENTENCE  # noqa: E402
 from training.recipes import apply_override  # noqa: E402
 

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.timing import time_ms  # noqa: E402
 from detectors.antifake_prompt import AntifakePromptDetector, AntifakePromptConfig, build_word_tokenizer  # noqa: E402
-from detectors.registry import build_detector  # noqa: E402
+from detectors import build_detector  # noqa: E402
 
 
 def timed(model, size: int, repeats: int, warmup: int = 2, best: bool = False) -> float:

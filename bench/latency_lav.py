@@ -12,7 +12,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.timing import describe, time_ms  # noqa: E402
-from detectors.registry import build_detector  # noqa: E402
+from detectors import build_detector  # noqa: E402
 
 
 def measure(name: str, runs: int = 10, warmup: int = 3) -> tuple[list[float], int]:

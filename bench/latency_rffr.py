@@ -16,7 +16,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.timing import time_ms  # noqa: E402
-from detectors.registry import build_detector  # noqa: E402
+from detectors import build_detector  # noqa: E402
 
 
 def main() -> None:

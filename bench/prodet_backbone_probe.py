@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.vit_stem_probe import Verdict, add_probe_arguments, probe_data, probe_settings, train_seeds  # noqa: E402
-from detectors.registry import build_detector  # noqa: E402
+from detectors import build_detector  # noqa: E402
 from training.data.artifact_check import tiny_cnn  # noqa: E402
 
 

@@ -24,7 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from detectors.registry import create_detector  # noqa: E402
+from detectors import create_detector  # noqa: E402
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    from detectors.registry import build_detector
+    from detectors import build_detector
     from training.engine.data import build_dataset, make_loader
     from training.engine.loop import _LossModule, count_images
     from training.engine.optim import build_optimizer, param_groups

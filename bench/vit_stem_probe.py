@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from detectors.base import Detector  # noqa: E402
-from detectors.registry import build_detector  # noqa: E402
+from detectors import build_detector  # noqa: E402
 from training.data.artifact_check import tiny_cnn  # noqa: E402
 from training.data.build import build_dataset  # noqa: E402
 from training.engine.optim import build_optimizer, build_scheduler  # noqa: E402

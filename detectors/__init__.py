@@ -7,11 +7,12 @@ from .base import Detector
 from .config import DetectorConfig
 from .errors import (CheckpointCorrupted, CheckpointError, CheckpointMismatch, CheckpointNotFound,
                      UnknownDetector, UnsafeCheckpoint)
-from .registry import build_detector, create_detector, get_entry, list_detectors, list_families, register_detector
+from .factory import build_detector, create_detector
+from .registry import get_entry, get_family, list_detectors, list_families, register_detector
 from .verdict import Verdict
 
 __all__ = [
     "CheckpointCorrupted", "CheckpointError", "CheckpointMismatch", "CheckpointNotFound", "Detector",
     "DetectorConfig", "UnknownDetector", "UnsafeCheckpoint", "Verdict", "build_detector", "create_detector",
-    "get_entry", "list_detectors", "list_families", "register_detector",
+    "get_entry", "get_family", "list_detectors", "list_families", "register_detector",
 ]

@@ -242,6 +242,7 @@ class AntifakePromptDetector(Detector):
     family = "antifake_prompt"
     display_name = "AntifakePrompt (InstructBLIP + soft prompt)"
     paper = "Chang et al., AntifakePrompt: Prompt-Tuned Vision-Language Models are Fake Image Detectors, 2023"
+    serial = True  # a vision-language model: the app runs it one request at a time
     config_class = AntifakePromptConfig
     #: Files saved beside the weights and read back by ``detectors.hub`` (the tokenizers).
     side_files = (LM_TOKENIZER_FILE, QFORMER_TOKENIZER_FILE)

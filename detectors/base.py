@@ -1,9 +1,13 @@
 """The contract every detector follows: config in, dict out, Hub save/load for free.
 
-A detector is an ``nn.Module`` and a ``PyTorchModelHubMixin``. Subclasses set ``family`` and
-``config_class``, build layers from their config in ``__init__``, and implement
-:meth:`forward` returning at least ``logits`` (B, 2), ``prob_fake`` (B,), ``features`` (B, D)
-and an ``aux`` dict of method-specific artifacts for the explainers.
+A detector is an ``nn.Module`` and a ``PyTorchModelHubMixin``. Subclasses set ``family``,
+``display_name``, ``paper`` (and ``serial`` when it must run alone) and ``config_class``, build
+layers from their config in ``__init__``, and implement :meth:`forward` returning at least
+``logits`` (B, 2), ``prob_fake`` (B,), ``features`` (B, D) and an ``aux`` dict of
+method-specific artifacts for the explainers. Defining a subclass with a ``family`` registers
+that family's facts (:func:`detectors.registry.register_family`): the class is their one home.
+Optional hooks (``reshape_transform``, ``side_files`` / :meth:`Detector.load_side_files`) are
+declared here with do-nothing defaults.
 """
 from __future__ import annotations
 
@@ -19,13 +23,14 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .config import DetectorConfig
+from .factory import load_checkpoint
 from .faces import AlignedFace, Face, align_face, detect_faces, load_image
 from .faces.io import ImageSource
+from .file_format import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE
+from .registry import register_family
 from .verdict import Verdict
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-FORMAT_VERSION = 1
+__all__ = ["CONFIG_FILE", "FORMAT_VERSION", "WEIGHTS_FILE", "Detector"]  # the names also live in file_format
 
 
 class Detector(
@@ -38,7 +43,17 @@ class Detector(
     family: ClassVar[str] = ""
     display_name: ClassVar[str] = ""
     paper: ClassVar[str] = ""
+    #: Runs one request at a time (a model too large to share the CPU with the others).
+    serial: ClassVar[bool] = False
     config_class: ClassVar[type[DetectorConfig]] = DetectorConfig
+    #: Files saved beside the weights (e.g. a tokenizer); the loader fetches them from the same
+    #: source and hands their folder to :meth:`load_side_files`.
+    side_files: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("family"):  # the class that declares a family, not its subclasses
+            register_family(cls)
 
     def __init__(self, config: DetectorConfig) -> None:
         super().__init__()
@@ -57,6 +72,9 @@ class Detector(
 
     #: Turns a hooked layer's activations into (B, C, H, W); ViTs set a token-to-grid reshape.
     reshape_transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+
+    def load_side_files(self, folder: Path) -> None:
+        """Read this family's :attr:`side_files` from ``folder`` (nothing to read by default)."""
 
     @staticmethod
     def outputs(logits: torch.Tensor, features: torch.Tensor, **aux: Any) -> dict[str, Any]:
@@ -113,8 +131,6 @@ class Detector(
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, revision: str | None = None,
                         **_: Any) -> "Detector":
         """Load a checkpoint of this family from a folder or ``org/repo`` (safetensors only)."""
-        from .hub import load_checkpoint
-
         source = str(pretrained_model_name_or_path)
         if revision and not Path(source).exists():
             source = f"{source}@{revision}"

@@ -1,7 +1,9 @@
-"""Resolve a checkpoint source (demo / local folder / Hub repo@revision) and load it safely.
+"""Checkpoint I/O: resolve a source (demo / local folder / Hub repo@revision) to a folder, read
+its config, fill a model's weights and side files safely.
 
 Only ``config.json`` + ``model.safetensors`` are ever read; pickle files are refused, weights
-load with ``strict=True``, and every failure names the source and what is wrong.
+load with ``strict=True``, and every failure names the source and what is wrong. Which class a
+checkpoint builds is the registry's business, one layer up (:func:`detectors.factory.load_checkpoint`).
 """
 from __future__ import annotations
 
@@ -13,12 +15,10 @@ from typing import Any
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from .base import CONFIG_FILE, WEIGHTS_FILE
 from .errors import CheckpointCorrupted, CheckpointMismatch, CheckpointNotFound, UnsafeCheckpoint
-from .registry import get_entry
+from .file_format import CONFIG_FILE, PICKLE_SUFFIXES, WEIGHTS_FILE
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets" / "checkpoints"
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt", ".tar")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # org/name
 
 
@@ -114,44 +114,14 @@ def read_config(folder: Path) -> dict[str, Any]:
     return data
 
 
-def load_checkpoint(source: str, expected_family: str | None = None, demo_name: str | None = None, **overrides: Any):
-    """Build the detector that ``source`` describes and load its weights (``strict=True``)."""
-    family_hint = expected_family or (get_entry(demo_name).family if demo_name else None)
-    folder, label = resolve_source(source, family_hint)
-    weights = folder / WEIGHTS_FILE
-    if not weights.is_file():
-        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
-        if pickles:
-            raise UnsafeCheckpoint(f"{folder}: only pickle weights ({', '.join(pickles)}); convert them to {WEIGHTS_FILE}")
-        raise CheckpointNotFound(f"{folder}: no {WEIGHTS_FILE}")
-    data = read_config(folder)
-    name = data.pop("name")
-    data.pop("format_version", None)
-    family = data.pop("detector_family", None) or name.rsplit("_", 1)[0]
-    if expected_family and family != expected_family:
-        raise CheckpointMismatch(f"{source}: holds a {family!r} detector ({name}), not {expected_family!r}")
-    entry = get_entry(name)
-    if family != entry.family:
-        raise CheckpointMismatch(f"{folder / CONFIG_FILE}: name {name!r} does not match family {family!r}")
-    try:
-        model = entry.factory(**{**data, **overrides})
-    except (TypeError, ValueError) as exc:
-        raise CheckpointMismatch(f"{folder / CONFIG_FILE}: {exc}") from None
-    model.config.name = name
-    load_weights(model, weights)
-    load_side_files(model, folder, source)
-    model.source = label
-    model.eval()
-    return model
-
-
 def load_side_files(model, folder: Path, source: str) -> None:
     """Files a family keeps beside its weights (``model.side_files``, e.g. a tokenizer).
 
     Hub sources fetch them from the same revision (so they land in the same snapshot folder);
-    the model reads them in ``model.load_side_files(folder)``. Families without any skip this.
+    the model reads them in ``model.load_side_files(folder)`` (both declared on
+    :class:`~detectors.base.Detector`, empty by default). Families without any skip this.
     """
-    names = tuple(getattr(model, "side_files", ()) or ())
+    names = tuple(model.side_files)
     if not names:
         return
     hub = None if (source == "demo" or Path(source).expanduser().exists()) else parse_hub_source(source)

@@ -1,4 +1,11 @@
-"""A timm-style registry: ``@register_detector`` on factories, ``create_detector(name, source)``."""
+"""A timm-style registry: each family's facts read from its detector class, and the named
+factories (``@register_detector``) that build it.
+
+A family registers when its :class:`~detectors.base.Detector` subclass is defined (the class
+sets ``family``, ``display_name``, ``paper``, ``serial``); a factory registers under its function
+name. Nothing here builds or loads a model: that is :mod:`detectors.factory`, one layer up, so
+this module imports no other layer (file format < hub I/O < registry < factory < base).
+"""
 from __future__ import annotations
 
 import importlib
@@ -8,9 +15,14 @@ from typing import Any, Callable
 
 from .errors import UnknownDetector
 
+#: The five papers' families, in the order the app shows them; each is the module ``detectors/<family>.py``.
+BUILTIN_FAMILIES = ("lav", "rffr", "antifake_prompt", "prodet", "vlffd")
+#: Test-only families (hidden from listings unless asked for).
+TEST_FAMILIES = ("tiny",)
 #: Modules that hold built-in detectors, imported on first use (not at package import).
-BUILTIN_MODULES = ("tiny", "lav", "rffr", "antifake_prompt", "prodet", "vlffd")
+BUILTIN_MODULES = BUILTIN_FAMILIES + TEST_FAMILIES
 _REGISTRY: dict[str, "DetectorEntry"] = {}
+_FAMILIES: dict[str, "FamilyEntry"] = {}
 _builtins_loaded = False
 
 
@@ -20,6 +32,23 @@ class DetectorEntry:
     family: str
     factory: Callable[..., Any]
     hidden: bool = False
+
+
+@dataclass(frozen=True)
+class FamilyEntry:
+    """One family's facts, as its detector class declares them."""
+
+    name: str
+    title: str
+    paper: str
+    serial: bool  # runs one request at a time (too large to share the CPU with the others)
+    model_class: type
+
+
+def register_family(cls: type) -> type:
+    """Record the family a detector class declares (called by ``Detector.__init_subclass__``)."""
+    _FAMILIES[cls.family] = FamilyEntry(cls.family, cls.display_name or cls.family, cls.paper, bool(cls.serial), cls)
+    return cls
 
 
 def register_detector(fn: Callable[..., Any] | None = None, *, hidden: bool = False):
@@ -38,14 +67,18 @@ def register_detector(fn: Callable[..., Any] | None = None, *, hidden: bool = Fa
     return wrap(fn) if fn is not None else wrap
 
 
+def in_build(family: str) -> bool:
+    """Whether a built-in family's module is part of this build (a Space may ship fewer)."""
+    return importlib.util.find_spec(f"{__package__}.{family}") is not None
+
+
 def _load_builtins() -> None:
     global _builtins_loaded
     if _builtins_loaded:
         return
     for module in BUILTIN_MODULES:
-        full = f"{__package__}.{module}"
-        if importlib.util.find_spec(full) is not None:
-            importlib.import_module(full)
+        if in_build(module):
+            importlib.import_module(f"{__package__}.{module}")
     _builtins_loaded = True
 
 
@@ -56,7 +89,11 @@ def list_detectors(include_hidden: bool = False) -> list[str]:
 
 
 def list_families(include_hidden: bool = False) -> list[str]:
-    return sorted({_REGISTRY[n].family for n in list_detectors(include_hidden)})
+    """Families with a registered detector, built-in ones first in :data:`BUILTIN_MODULES` order;
+    a family whose detectors are all hidden only with ``include_hidden``."""
+    shown = {_REGISTRY[n].family for n in list_detectors(include_hidden)}
+    order = {f: i for i, f in enumerate(BUILTIN_MODULES)}
+    return sorted(shown, key=lambda f: (order.get(f, len(order)), f))
 
 
 def get_entry(name: str) -> DetectorEntry:
@@ -68,25 +105,11 @@ def get_entry(name: str) -> DetectorEntry:
         raise UnknownDetector(f"unknown detector {name!r}; known detectors: {known}") from None
 
 
-def build_detector(name: str, **config_overrides: Any):
-    """A freshly initialised detector (random weights) of registry entry ``name``."""
-    model = get_entry(name).factory(**config_overrides)
-    model.config.name = name if not model.config.name else model.config.name
-    return model
-
-
-def create_detector(name: str, source: str = "demo", **config_overrides: Any):
-    """Build detector ``name`` and fill it from ``source``.
-
-    ``source`` is ``"demo"`` (the checkpoint shipped in ``assets/``), ``"random"`` (no
-    weights; for tests), a local folder, or a Hub repo as ``hf-hub:org/repo@revision`` (the
-    ``hf-hub:`` prefix and ``@revision`` are optional).
-    """
-    from .hub import load_checkpoint
-
-    entry = get_entry(name)
-    if source == "random":
-        model = build_detector(name, **config_overrides)
-        model.source = "random"
-        return model
-    return load_checkpoint(source, expected_family=entry.family, demo_name=name, **config_overrides)
+def get_family(family: str) -> FamilyEntry:
+    """A family's facts (title, paper, serial or not, its class)."""
+    _load_builtins()
+    try:
+        return _FAMILIES[family]
+    except KeyError:
+        known = ", ".join(list_families(include_hidden=True)) or "none"
+        raise UnknownDetector(f"unknown detector family {family!r}; known families: {known}") from None

@@ -24,14 +24,14 @@ localhost or ::1 and is not on a Space (``SPACE_ID`` unset): local folders, any 
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .base import CONFIG_FILE, WEIGHTS_FILE
 from .errors import (CheckpointCorrupted, CheckpointError, CheckpointMismatch, CheckpointNotFound, UnknownDetector,
                      UnsafeCheckpoint)
+from .file_format import CONFIG_FILE, WEIGHTS_FILE
 from .hub import HUB_ID
+from .registry import get_entry, get_family
 
 #: The project's own organisation on the Hub: what a public server accepts by default.
 PROJECT_ORG = "forgery-lens"
@@ -289,18 +289,9 @@ def _mb(value: float) -> str:
 
 
 def side_files_of(detector_name: str) -> tuple[str, ...]:
-    """The files a detector's family keeps beside its weights (``Detector.side_files`` of the
-    classes in the module that registers it), without building the model."""
-    from .base import Detector
-    from .registry import get_entry
-
-    entry = get_entry(detector_name)
-    module = sys.modules.get(getattr(entry.factory, "__module__", ""))
-    names: list[str] = []
-    for value in vars(module).values() if module is not None else ():
-        if isinstance(value, type) and issubclass(value, Detector) and getattr(value, "family", None) == entry.family:
-            names.extend(getattr(value, "side_files", ()) or ())
-    return tuple(dict.fromkeys(names))
+    """The files a detector's family keeps beside its weights (its class's ``side_files``), without
+    building the model."""
+    return tuple(get_family(get_entry(detector_name).family).model_class.side_files)
 
 
 #: What a visitor sees when a source could not be loaded and messages are neutral.

@@ -24,6 +24,7 @@ class TinyConfig(DetectorConfig):
 class TinyDetector(Detector):
     family = "tiny"
     display_name = "Tiny test detector"
+    paper = "not a paper: a random-weight detector for tests"
     config_class = TinyConfig
 
     def __init__(self, config: TinyConfig) -> None:

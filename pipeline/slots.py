@@ -1,29 +1,17 @@
 """Which detectors exist: one slot per family (installed or not), in the order the app shows them.
 
-A family whose module is not part of this build still gets a slot, so the app launches with
-whatever exists and says which are missing.
+Every fact about a family (title, paper, serial or not) comes from the registry, which reads it
+from the family's detector class. A built-in family whose module is not part of this build
+still gets a slot (titled by its name), so the app launches with whatever exists and says
+which are missing.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Iterable
 
-from detectors import get_entry, list_detectors
-
-#: The five papers' families, in the order the app shows them.
-KNOWN_FAMILIES = ("lav", "rffr", "antifake_prompt", "prodet", "vlffd")
-#: Card titles and papers for families whose module is not installed (the model's own
-#: ``display_name`` / ``paper`` win once it loads).
-FAMILY_INFO = {
-    "lav": ("Locate-and-Verify (LAV)", "Shuai et al., ACM MM 2023"),
-    "rffr": ("Real Face Foundation Representation (RFFR)", "Shi et al., Pattern Recognition 2024"),
-    "antifake_prompt": ("AntifakePrompt", "Chang et al., 2023 (InstructBLIP + soft prompt)"),
-    "prodet": ("ProDet (progressive detector)", "Cheng et al., NeurIPS 2024"),
-    "vlffd": ("VLFFD (visual-linguistic)", "Sun et al., arXiv 2307.16545"),
-    "tiny": ("Tiny test detector", "not a paper: a random-weight detector for tests"),
-}
-#: Families that must run one request at a time (the VLM); the others share the CNN group.
-SERIAL_FAMILIES = frozenset({"antifake_prompt"})
+from detectors import get_entry, get_family, list_detectors, list_families
+from detectors.registry import BUILTIN_FAMILIES, TEST_FAMILIES, in_build
 
 
 @dataclass(frozen=True)
@@ -38,10 +26,11 @@ class DetectorSlot:
     default_source: str = "demo"
     title: str = ""
     paper: str = ""
+    serial: bool = False
 
     @property
     def concurrency_group(self) -> str:
-        return "vlm" if self.family in SERIAL_FAMILIES else "cnn"
+        return "vlm" if self.serial else "cnn"
 
 
 def _entry_for(family: str, names: list[str]) -> str | None:
@@ -54,18 +43,24 @@ def _entry_for(family: str, names: list[str]) -> str | None:
 
 
 def detector_slots(include_test: bool = False, families: Iterable[str] | None = None) -> list[DetectorSlot]:
-    """A slot per known family (installed or not), plus ``tiny`` when ``include_test``.
+    """A slot per built-in family (installed or not) and per other registered family, plus the
+    test families when ``include_test``; in the registry's order.
 
     ``families`` restricts and orders the slots (e.g. ``["tiny"]`` for fast tests).
     """
     names = list_detectors(include_hidden=include_test)
-    installed = {get_entry(n).family for n in names}
-    wanted = list(families) if families else list(KNOWN_FAMILIES) + sorted(installed - set(KNOWN_FAMILIES))
+    installed = list_families(include_hidden=include_test)
+    absent = [f for f in BUILTIN_FAMILIES if not in_build(f)]
+    known = [f for f in BUILTIN_FAMILIES if f in installed or f in absent]
+    known += [f for f in installed if f not in known]
     slots = []
-    for family in wanted:
-        if family not in installed and family not in KNOWN_FAMILIES:
+    for family in (list(families) if families else known):
+        if family not in known:
             continue
-        title, paper = FAMILY_INFO.get(family, (family, ""))
-        source = "random" if family == "tiny" else "demo"
-        slots.append(DetectorSlot(family, _entry_for(family, names), source, title, paper))
+        if family in absent:
+            slots.append(DetectorSlot(family, None, "demo", family))
+            continue
+        info = get_family(family)
+        source = "random" if family in TEST_FAMILIES else "demo"
+        slots.append(DetectorSlot(family, _entry_for(family, names), source, info.title, info.paper, info.serial))
     return slots

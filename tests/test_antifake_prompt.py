@@ -11,7 +11,7 @@ import torch
 from detectors import create_detector
 from detectors.antifake_prompt import (LM_TOKENIZER_FILE, QFORMER_TOKENIZER_FILE, SOFT_PROMPT_KEYS, AntifakePromptConfig,
                                        PseudoWordEmbedding, build_word_tokenizer, instructblip_config)
-from detectors.registry import build_detector, get_entry
+from detectors import build_detector, get_entry
 from training.data import kinds
 from training.methods import get_method
 from training.methods.antifake_prompt import (DESCRIBE_QUESTION, KIND_ANSWERS, KIND_QUESTION, PART_QUESTION,

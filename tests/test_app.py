@@ -18,7 +18,7 @@ pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from pipeline import KNOWN_FAMILIES  # noqa: E402
+from detectors.registry import BUILTIN_FAMILIES  # noqa: E402
 
 from .app_server import start_app  # noqa: E402
 
@@ -63,12 +63,12 @@ def _entry(result: dict, family: str) -> dict:
 def test_api_names_cover_every_event(client):
     names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
     assert {"/analyze", "/prepare", "/faces", "/forge", "/lab_detect", "/detect_tiny"} <= names
-    assert {f"/detect_{f}" for f in KNOWN_FAMILIES} <= names
+    assert {f"/detect_{f}" for f in BUILTIN_FAMILIES} <= names
 
 
 def test_analyze_returns_a_result_per_detector_with_images(analyzed):
     result, gallery = analyzed
-    assert [d["family"] for d in result["detectors"]] == [*KNOWN_FAMILIES, "tiny"]
+    assert [d["family"] for d in result["detectors"]] == [*BUILTIN_FAMILIES, "tiny"]
     tiny = _entry(result, "tiny")
     assert tiny["status"] == "ok" and tiny["name"] == "tiny_test" and tiny["source"] == "random"
     assert 0.0 <= tiny["prob_fake"] <= 1.0 and tiny["threshold"] == pytest.approx(0.5)
@@ -86,7 +86,7 @@ def test_analyze_returns_a_result_per_detector_with_images(analyzed):
     assert result["face"]["n_faces"] == 1
 
 
-@pytest.mark.parametrize("family", KNOWN_FAMILIES)
+@pytest.mark.parametrize("family", BUILTIN_FAMILIES)
 def test_real_family_result(analyzed, family):
     result, gallery = analyzed
     entry = _entry(result, family)
@@ -144,7 +144,7 @@ def test_failing_source_falls_back_with_a_visible_message(client, photo, tmp_pat
     tiny = _entry(result, "tiny")
     assert tiny["status"] == "ok" and tiny["source"] == "random" and tiny["requested_source"] == str(broken)
     assert "Could not load" in tiny["message"] and "CheckpointCorrupted" in tiny["message"]
-    assert all(_entry(result, f)["status"] in ("off", "missing") for f in KNOWN_FAMILIES)
+    assert all(_entry(result, f)["status"] in ("off", "missing") for f in BUILTIN_FAMILIES)
 
 
 def test_ui_chain_prepares_then_each_card_runs_in_the_same_session(server, photo):
@@ -192,9 +192,9 @@ def test_several_faces_the_user_picks_one(client, tmp_path, astronaut):
 
 def test_every_installed_family_runs_in_the_app_with_random_weights(client, photo):
     """Independent of demo checkpoints: each family's model and explainer work through the app."""
-    sources = {f"source_{f}": "random" for f in KNOWN_FAMILIES}
+    sources = {f"source_{f}": "random" for f in BUILTIN_FAMILIES}
     result, gallery = client.predict(handle_file(str(photo)), api_name="/analyze", run_tiny=False, **sources)
-    for family in KNOWN_FAMILIES:
+    for family in BUILTIN_FAMILIES:
         entry = _entry(result, family)
         if entry["status"] == "missing" and "not part of this build" in entry["message"]:
             continue

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import KNOWN_FAMILIES
+from detectors.registry import BUILTIN_FAMILIES
 
 from .app_server import start_app
 
@@ -54,7 +54,7 @@ def page(server):
 def _available_families(page) -> list[str]:
     """Cards whose detector loaded (the others say why they are missing)."""
     families = []
-    for family in [*KNOWN_FAMILIES, "tiny"]:
+    for family in [*BUILTIN_FAMILIES, "tiny"]:
         text = page.inner_text(f"#verdict-{family}")
         if "Not available" not in text:
             families.append(family)
@@ -65,7 +65,7 @@ def test_upload_shows_every_card_with_verdicts_and_pictures(page):
     ARTIFACTS.mkdir(exist_ok=True)
     available = _available_families(page)
     assert "tiny" in available
-    for family in set(KNOWN_FAMILIES) - set(available):
+    for family in set(BUILTIN_FAMILIES) - set(available):
         assert "No demo checkpoint yet" in page.inner_text(f"#verdict-{family}") or \
             "not part of this build" in page.inner_text(f"#verdict-{family}")
     page.set_input_files("#photo input[type=file]", str(EXAMPLE))
@@ -97,7 +97,7 @@ def test_upload_shows_every_card_with_verdicts_and_pictures(page):
     assert "unanimous" not in combined and "Weight" in combined
     page.wait_for_function("() => /detectors are done/.test(document.querySelector('#status')?.innerText || '')",
                            timeout=TIMEOUT_MS)
-    for family in set(available) & set(KNOWN_FAMILIES):  # the demo checkpoints carry measured figures
+    for family in set(available) & set(BUILTIN_FAMILIES):  # the demo checkpoints carry measured figures
         assert "How well it detects (measured)" in page.inner_text(f"#verdict-{family}"), family
     boxes = [page.locator(f"#card-{f}").bounding_box() for f in available]
     assert len({round(b["x"]) for b in boxes}) == 1 and len({round(b["width"]) for b in boxes}) == 1, \

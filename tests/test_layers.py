@@ -40,3 +40,15 @@ def test_imported_modules_reads_relative_and_local_imports():
 def test_explain_imports_neither_the_pipeline_nor_training(path):
     upward = {m for m in imported_modules(path) if m.split(".")[0] in ("pipeline", "training", "ui")}
     assert not upward, f"{path.name} imports {sorted(upward)}"
+
+
+#: The loading layers, lowest first (timm's order): each may import only the ones before it.
+LOADING_LAYERS = ("errors", "file_format", "hub", "registry", "factory", "base")
+
+
+@pytest.mark.parametrize("layer", LOADING_LAYERS)
+def test_the_loading_layers_import_only_downward(layer):
+    path = ROOT / "detectors" / f"{layer}.py"
+    mine = {m.split(".")[1] for m in imported_modules(path) if m.startswith("detectors.") and m.count(".") >= 1}
+    above = set(LOADING_LAYERS[LOADING_LAYERS.index(layer) + 1:])
+    assert not mine & above, f"detectors/{layer}.py imports {sorted(mine & above)}, a layer above it"

@@ -8,13 +8,13 @@ import pytest
 
 from detectors.hub import demo_checkpoint_dir, read_config
 from detectors.measured import measured_of
-from pipeline import KNOWN_FAMILIES
+from detectors.registry import BUILTIN_FAMILIES
 from training.commands import measured as measured_cmd
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("family", KNOWN_FAMILIES)
+@pytest.mark.parametrize("family", BUILTIN_FAMILIES)
 def test_every_shipped_checkpoint_records_how_well_it_detects_by_kind(family):
     config = read_config(demo_checkpoint_dir(family))
     records = config["extra"]["measured"]
@@ -30,13 +30,13 @@ def test_every_shipped_checkpoint_records_how_well_it_detects_by_kind(family):
 
 def test_the_readme_table_is_the_one_the_checkpoints_record():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    expected = measured_cmd.with_table(readme, measured_cmd.table(list(KNOWN_FAMILIES)))
+    expected = measured_cmd.with_table(readme, measured_cmd.table(list(BUILTIN_FAMILIES)))
     assert readme == expected, "run `python -m training measured --readme README.md`"
 
 
 def test_the_table_reads_each_row_in_one_sentence():
-    rows = measured_cmd.table(list(KNOWN_FAMILIES)).splitlines()[2:]
-    assert len(rows) == len(KNOWN_FAMILIES)
+    rows = measured_cmd.table(list(BUILTIN_FAMILIES)).splitlines()[2:]
+    assert len(rows) == len(BUILTIN_FAMILIES)
     for row in rows:
         sentence = row.rstrip(" |").rsplit(" | ", 1)[1]
         assert sentence.startswith("It ") and sentence.count(". ") == 0 and sentence.endswith(").")

@@ -7,7 +7,9 @@ import pytest
 from detectors import create_detector
 from detectors.measured import measured_of
 import pipeline
+from detectors.registry import BUILTIN_FAMILIES
 from pipeline import Analyzer, Choice, DetectorSlot, ModelCache, combine, running
+from pipeline import slots as slots_module
 from training import lab
 from training.lab import score_map
 
@@ -22,13 +24,28 @@ def prepared(astronaut):
     return pipeline.prepare(astronaut)
 
 
-def test_slots_name_every_known_family_even_when_missing():
+def test_slots_name_every_known_family_even_when_missing(monkeypatch):
     slots = pipeline.detector_slots(include_test=True)
-    assert [s.family for s in slots][:5] == list(pipeline.KNOWN_FAMILIES)
+    assert [s.family for s in slots][:5] == list(BUILTIN_FAMILIES)
     assert slots[-1].family == "tiny" and slots[-1].default_source == "random"
     assert {s.family: s.concurrency_group for s in slots}["antifake_prompt"] == "vlm"
     ghost = pipeline.detector_slots(families=["no_such_family"])
     assert ghost == []
+    monkeypatch.setattr(slots_module, "in_build", lambda family: family != "vlffd")  # a build without VLFFD
+    shipped = {s.family: s for s in pipeline.detector_slots()}
+    assert list(shipped) == list(BUILTIN_FAMILIES)
+    assert shipped["vlffd"].name is None and shipped["vlffd"].title == "vlffd"
+    assert shipped["lav"].name == "lav_demo"
+
+
+def test_slots_take_each_familys_facts_from_its_class():
+    from detectors.antifake_prompt import AntifakePromptDetector
+    from detectors.lav import LocateAndVerify
+
+    slots = {s.family: s for s in pipeline.detector_slots()}
+    assert (slots["lav"].title, slots["lav"].paper) == (LocateAndVerify.display_name, LocateAndVerify.paper)
+    assert slots["antifake_prompt"].serial is AntifakePromptDetector.serial is True
+    assert [f for f, s in slots.items() if s.concurrency_group == "vlm"] == ["antifake_prompt"]
 
 
 def test_models_load_once_per_source(analyzer):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from detectors.registry import build_detector, create_detector
+from detectors import build_detector, create_detector
 from detectors.rffr import RFFRConfig, block_layout
 from training.methods import get_method
 

@@ -129,7 +129,7 @@ def RECIPE_INIT(width: int) -> dict[str, torch.Tensor]:
     """The tiny detector's initial weights under the recipes' seed (as ``train`` builds it)."""
     from accelerate.utils import set_seed
 
-    from detectors.registry import build_detector
+    from detectors import build_detector
 
     set_seed(RECIPE["train"]["seed"])
     return build_detector("tiny_test", input_size=32, width=width).state_dict()

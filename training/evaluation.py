@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from detectors.base import CONFIG_FILE
+from detectors.file_format import CONFIG_FILE
 
 from . import localization as L
 from . import metrics as M

@@ -89,7 +89,7 @@ def _aligned_item(image, config):
 
 def write_map_scales(folder: Path, scales: dict[str, dict[str, Any]]) -> Path:
     """Replace ``extra.map_scales`` in ``folder/config.json``; every other key stays as it was."""
-    from detectors.base import CONFIG_FILE
+    from detectors.file_format import CONFIG_FILE
     from explain.scales import SCALES_KEY
 
     path = Path(folder) / CONFIG_FILE

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from accelerate.utils import set_seed
 
     from detectors.errors import CheckpointError
-    from detectors.registry import build_detector
+    from detectors import build_detector
     from training.engine import Trainer
     from training.recipes import RecipeError, complete, load_recipe
 
@@ -135,7 +135,8 @@ def start_from(model, source: str) -> None:
     """Copy every tensor (and side file, e.g. a tokenizer) of the checkpoint ``source`` into
     ``model``; the checkpoint must hold the same family with the same shapes."""
     from detectors.errors import CheckpointMismatch
-    from detectors.hub import load_checkpoint, load_side_files, resolve_source
+    from detectors.factory import load_checkpoint
+    from detectors.hub import load_side_files, resolve_source
 
     earlier = load_checkpoint(source, expected_family=model.family)  # safety, family and config checks
     try:

@@ -271,7 +271,7 @@ def fit_checkpoint(folder: str | Path, recipe_spec: str = "demo", batches: int =
                    seed: int = 0) -> dict[str, int]:
     """Load a ProDet checkpoint folder, fit its anchors on the recipe's training split (no
     augmentation), and write the folder back (weights and config only)."""
-    from detectors.hub import load_checkpoint
+    from detectors.factory import load_checkpoint
     from training.engine.data import build_dataset
     from training.recipes import load_recipe, stage_data
 
