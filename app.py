@@ -50,12 +50,13 @@ from ui.about_tab import build_about_tab  # noqa: E402
 from ui.analyze_tab import build_analyze_tab  # noqa: E402
 from ui.files import PICTURE_GRACE, Janitor, Pictures, keep_set, queued_files  # noqa: E402
 from ui.lab_tab import build_lab_tab  # noqa: E402
+from ui.video_tab import build_video_tab  # noqa: E402
 from ui.values import STATE_TTL, examples  # noqa: E402
 
 log = logging.getLogger("forgery_lens.app")
 
 DELETE_CACHE = (120, 600)
-MAX_FILE_SIZE = "25mb"
+MAX_FILE_SIZE = "100mb"  # a 30 s phone clip
 CSS = """
 .card {border: 1px solid var(--border-color-primary); border-radius: 10px; padding: 8px;}
 #status .error, .fl-error {border-left: 4px solid #e69f00; padding-left: 8px;}
@@ -79,7 +80,7 @@ class Options:
 
 # ---- the app ----------------------------------------------------------------------------------
 def build_app(analyzer: pipeline.Analyzer, options: Options) -> gr.Blocks:
-    """The page: a header, the three tabs (each builder wires its own events), the queue."""
+    """The page: a header, the four tabs (each builder wires its own events), the queue."""
     with gr.Blocks(title="Forgery Lens", delete_cache=options.delete_cache) as demo:
         gr.Markdown("# Forgery Lens\nFive face-forgery detectors from five papers look at the same face and each shows "
                     "**why** it decided. Research and teaching demo: a verdict is evidence to discuss, not proof.")
@@ -88,6 +89,7 @@ def build_app(analyzer: pipeline.Analyzer, options: Options) -> gr.Blocks:
         prepared = gr.State(None, time_to_live=STATE_TTL)  # the visitor's decoded photo, shared by both tabs
         with gr.Tabs():
             analyze = build_analyze_tab(analyzer, prepared, picture, janitor.used, options.cnn_concurrency)
+            build_video_tab(analyzer, picture, janitor.used, options.cnn_concurrency, analyze.choice_inputs)
             build_lab_tab(analyzer, analyze, prepared, picture, janitor.used, options.cnn_concurrency)
             build_about_tab(analyzer, options.upload_grace, options.delete_cache)
     demo.queue(max_size=options.max_queue, default_concurrency_limit=2)
