@@ -8,6 +8,7 @@ test uses LAV's demo checkpoint to see the forged frames rise on the timeline.
 from __future__ import annotations
 
 import json
+import time
 import wave
 from pathlib import Path
 
@@ -404,3 +405,51 @@ def test_forged_frames_rise_on_a_trained_detectors_timeline(prepared):
     real = [result.probs[i] for i in range(N) if i not in FORGED]
     assert min(forged) > max(real), "every forged frame scores above every real one"
     assert result.key_frame in FORGED
+
+
+# ---- through the served app ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    from .app_server import start_app
+
+    cache = tmp_path_factory.mktemp("gradio-cache")
+    app = start_app("--with-test-detector", "--families", "tiny", "--no-warm-up", "--upload-grace", "1",
+                    env={"GRADIO_TEMP_DIR": str(cache)})
+    yield app, cache
+    app.stop()
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    gradio_client = pytest.importorskip("gradio_client")
+    return gradio_client.Client(served[0].url, verbose=False)
+
+
+def test_the_app_answers_analyze_video_with_the_json_report(client, served, clip, tmp_path):
+    from gradio_client import handle_file
+
+    upload = tmp_path / "upload-clip.mp4"
+    upload.write_bytes(clip.read_bytes())
+    data = client.predict(handle_file(str(upload)), 6, 1, api_name="/analyze_video")
+    assert data["video"]["frames_sampled"] == 6 and data["track"]["missing_frames"] == []
+    tiny = next(d for d in data["detectors"] if d["family"] == "tiny")
+    assert tiny["status"] == "ok" and len(tiny["frame_probs"]) == len(tiny["frame_times"]) == 6
+    assert tiny["video_score"] == pytest.approx(float(np.mean(tiny["frame_probs"])), abs=1e-5)
+    assert tiny["label"] == ("fake" if tiny["video_score"] >= tiny["threshold"] else "real")
+    assert tiny["explanations"] and tiny["explanations"][0]["frame"] == tiny["key_frame"]
+    deadline = time.monotonic() + 20
+    while list(served[1].rglob(upload.name)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not list(served[1].rglob(upload.name)), "the uploaded clip must not stay in Gradio's cache"
+
+
+@pytest.mark.parametrize("kind, words", [("text", "not a video"), ("audio", "sound only"),
+                                         ("truncated mp4", "damaged or cut short")])
+def test_the_app_says_what_is_wrong_with_a_bad_clip_and_stays_up(client, kind, words, tmp_path, clip, astronaut):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    bad = _bad_file(kind, tmp_path, clip, astronaut)
+    with pytest.raises(AppError, match=words):
+        client.predict(handle_file(str(bad)), 4, 1, api_name="/analyze_video")
+    assert client.predict(handle_file(str(clip)), 2, 1, api_name="/analyze_video")["video"]["frames_sampled"] == 2
