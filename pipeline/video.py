@@ -122,9 +122,11 @@ class VideoDetectorResult:
     key_frame: int | None = None  # the most suspicious frame (highest P(fake))
     evidence: dict[int, list[Explanation]] = field(default_factory=dict)  # frame -> explanations
     crops: dict[int, AlignedFace] = field(default_factory=dict, repr=False)  # kept to explain on request
-    seconds: float = 0.0
+    seconds: float = 0.0  # scoring and evidence together
     measured: Measured | None = None
     loaded: LoadedDetector | None = field(default=None, repr=False)
+    scoring_seconds: float = 0.0  # cropping and deciding every frame
+    evidence_seconds: float = 0.0  # explaining the frames explained so far
 
     @property
     def ok(self) -> bool:
@@ -176,7 +178,8 @@ class VideoDetectorResult:
             "key_frame": key, "key_frame_time": None if key is None else self.times[key],
             "explanations": explanations,
             "measured": measured_json(self.measured) if self.measured is not None else None,
-            "seconds": round(self.seconds, 3),
+            "seconds": round(self.seconds, 3), "seconds_scoring": round(self.scoring_seconds, 3),
+            "seconds_evidence": round(self.evidence_seconds, 3),
         }
 
 
@@ -356,7 +359,7 @@ def analyze_video(analyzer, source: VideoSource | PreparedVideo, frames: int = D
             explain_frame(result, result.key_frame)
         t2 = time.perf_counter()
         scoring, explaining = scoring + (t1 - t0), explaining + (t2 - t1)
-        result.seconds = t2 - t0
+        result.seconds, result.scoring_seconds, result.evidence_seconds = t2 - t0, t1 - t0, t2 - t1
         results.append(result)
     if progress is not None:
         progress(1.0, "Done")
