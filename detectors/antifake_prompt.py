@@ -71,6 +71,9 @@ ANSWERS = ("yes", "no")  # index 0 = real, 1 = fake
 #: The authors' normalisation (COCO + SD2 + SD2 inpainting, 90k), kept for both variants.
 AFP_MEAN = (0.4730, 0.4499, 0.4129)
 AFP_STD = (0.2780, 0.2713, 0.2872)
+#: The demo's vision encoder is DINOv2 ViT-S/14, which expects ImageNet statistics.
+DINOV2_MEAN = (0.485, 0.456, 0.406)
+DINOV2_STD = (0.229, 0.224, 0.225)
 LM_TOKENIZER_FILE = "tokenizer.json"
 QFORMER_TOKENIZER_FILE = "qformer_tokenizer.json"
 
@@ -427,6 +430,12 @@ class AntifakePromptDetector(Detector):
         t = tokens[:, 1:, :]
         return t.reshape(t.shape[0], grid, grid, t.shape[-1]).permute(0, 3, 1, 2)
 
+    def adapt_init_state(self, module: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A DINOv2 ViT (timm names) as this VLM's vision encoder (``training.pretrained_init``)."""
+        if module != "vlm.vision_model" or "blocks.0.attn.qkv.weight" not in state:
+            return state
+        return dinov2_to_blip_vision(state, self.config.input_size // self.config.patch_size)
+
     # ---- checkpoint side files ----------------------------------------------------------------
     def _save_pretrained(self, save_directory: Path) -> None:
         super()._save_pretrained(save_directory)
@@ -444,6 +453,36 @@ class AntifakePromptDetector(Detector):
         lm = _load_tokenizer(lm_path, self.config)
         qf = _load_tokenizer(qf_path, self.config) if qf_path.is_file() else lm
         self.set_tokenizers(lm, qf)
+
+
+def dinov2_to_blip_vision(state: dict[str, torch.Tensor], grid: int) -> dict[str, torch.Tensor]:
+    """timm DINOv2 tensors -> an InstructBLIP vision encoder's, computing the same function.
+
+    Both are pre-norm ViTs with exact GELU and LayerNorm eps 1e-6 and one fused qkv projection.
+    DINOv2's LayerScale (``ls1``, ``ls2``: a per-channel gain after attention and MLP) folds into
+    the rows of the output projections. The position table is resampled to ``grid`` x ``grid`` (bicubic, as DINOv2 does)."""
+    from .pretrained import resample_grid_pos_embed
+
+    out = {"embeddings.class_embedding": state["cls_token"],
+           "embeddings.position_embedding": resample_grid_pos_embed(state["pos_embed"], grid),
+           "embeddings.patch_embedding.weight": state["patch_embed.proj.weight"],
+           "embeddings.patch_embedding.bias": state["patch_embed.proj.bias"],
+           "post_layernorm.weight": state["norm.weight"], "post_layernorm.bias": state["norm.bias"]}
+    layers = sorted({int(k.split(".")[1]) for k in state if k.startswith("blocks.")})
+    for i in layers:
+        src, dst = f"blocks.{i}.", f"encoder.layers.{i}."
+        ls1, ls2 = state[src + "ls1.gamma"], state[src + "ls2.gamma"]
+        out.update({
+            dst + "layer_norm1.weight": state[src + "norm1.weight"], dst + "layer_norm1.bias": state[src + "norm1.bias"],
+            dst + "self_attn.qkv.weight": state[src + "attn.qkv.weight"], dst + "self_attn.qkv.bias": state[src + "attn.qkv.bias"],
+            dst + "self_attn.projection.weight": state[src + "attn.proj.weight"] * ls1[:, None],
+            dst + "self_attn.projection.bias": state[src + "attn.proj.bias"] * ls1,
+            dst + "layer_norm2.weight": state[src + "norm2.weight"], dst + "layer_norm2.bias": state[src + "norm2.bias"],
+            dst + "mlp.fc1.weight": state[src + "mlp.fc1.weight"], dst + "mlp.fc1.bias": state[src + "mlp.fc1.bias"],
+            dst + "mlp.fc2.weight": state[src + "mlp.fc2.weight"] * ls2[:, None],
+            dst + "mlp.fc2.bias": state[src + "mlp.fc2.bias"] * ls2,
+        })
+    return out
 
 
 def _save_tokenizer(tok, path: Path) -> None:
@@ -530,18 +569,20 @@ def demo_config(**overrides) -> AntifakePromptConfig:
     tok = build_word_tokenizer()
     base = len(tok) - 1
     cfg = AntifakePromptConfig(
-        name="antifake_prompt_demo", input_size=128, crop_size=128, crop_margin=1.3,
-        vision_hidden=192, vision_layers=4, vision_heads=4, vision_mlp=768, patch_size=16,
+        name="antifake_prompt_demo", input_size=126, crop_size=126, crop_margin=1.3,
+        mean=DINOV2_MEAN, std=DINOV2_STD,
+        vision_hidden=384, vision_layers=12, vision_heads=6, vision_mlp=1536, patch_size=14,
         num_query_tokens=8, qformer_hidden=192, qformer_layers=2, qformer_heads=4, qformer_mlp=512,
         qformer_cross_every=1, qformer_vocab_size=base, qformer_max_positions=64,
         lm_hidden=192, lm_layers=3, lm_heads=4, lm_mlp=384, lm_max_positions=128,
         vocab_size=base, image_token_id=tok.convert_tokens_to_ids("<image>"), bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tokenizer="word-level", dtype="float32",
-        itm_head=True, vision_head_classes=5, patch_stem="conv")
+        itm_head=True, vision_head_classes=0, patch_stem="linear")
     return cfg.updated(**overrides)
 
 
 @register_detector
 def antifake_prompt_demo(**overrides) -> AntifakePromptDetector:
-    """A small InstructBLIP (~4.5 M parameters) with a word-level tokenizer, for 2 CPU cores."""
+    """A small InstructBLIP for 2 CPU cores: DINOv2 ViT-S/14 at 126 px as its vision encoder (22 M
+    parameters), a 2-layer Q-Former and a 3-layer language model (~2.5 M), word-level tokenizer."""
     return AntifakePromptDetector(demo_config(**overrides))

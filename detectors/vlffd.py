@@ -70,12 +70,15 @@ from .base import Detector
 from .config import DetectorConfig
 from .conv_stem import make_patch_stem
 from .registry import register_detector
+from .towers import BERT_SPECIALS, BertTextTower, PieceTokenizer, VitTower, bert_vocab_file, pieces_for_words, read_vocab
 
 log = logging.getLogger(__name__)
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 CLIP_NAME = "openai/clip-vit-base-patch16"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # DINOv2's normalisation
+IMAGENET_STD = (0.229, 0.224, 0.225)
 TOKENIZER_FILE = "tokenizer.json"
 
 #: Same tuple as ``training.data.kinds.SENTENCE_REGIONS`` (detectors never import training).
@@ -258,6 +261,17 @@ class VlffdConfig(DetectorConfig):
     region_head: bool = True
     init_temperature: float = 0.07
     hidden_act: str = "quick_gelu"
+    #: ``clip`` (CLIP's vision transformer, the paper's) or ``vit`` (:class:`detectors.towers.VitTower`:
+    #: DINOv2's layout, for a start from the DINOv2 weights reachable offline)
+    vision_tower: str = "clip"
+    #: ``clip`` (CLIP's causal text transformer) or ``bert`` (:class:`detectors.towers.BertTextTower`:
+    #: MiniLM's layout, with the pruned WordPiece vocabulary ``text_pieces``)
+    text_tower: str = "clip"
+    layer_scale: float = 1e-5  # the ``vit`` tower's LayerScale start (DINOv2's)
+    vision_trainable: int = -1  # ``vit``: blocks trained from the top (-1 = all)
+    text_trainable: int = -1  # ``bert``: layers trained from the top (-1 = all)
+    text_pieces: tuple[str, ...] = ()  # ``bert``: WordPiece vocabulary in id order
+    text_piece_ids: tuple[int, ...] = ()  # ``bert``: each piece's row in the source vocabulary
 
 
 class VlffdDetector(Detector):
@@ -273,8 +287,14 @@ class VlffdDetector(Detector):
 
         if config.input_size % config.patch_size:
             raise ValueError(f"input_size {config.input_size} is not a multiple of patch_size {config.patch_size}")
+        if config.vision_tower not in ("clip", "vit") or config.text_tower not in ("clip", "bert"):
+            raise ValueError(f"VLFFD towers: vision 'clip' or 'vit', text 'clip' or 'bert'; got "
+                             f"{config.vision_tower!r}, {config.text_tower!r}")
         if not config.vocab:
             config.vocab = default_vocab(config.regions, config.max_parts)
+        if config.text_tower == "bert" and not config.text_pieces:
+            config.text_pieces = BERT_SPECIALS + tuple(w for w in config.vocab if w not in SPECIAL_TOKENS)
+            config.text_vocab_size = len(config.text_pieces)
         vision_cfg = CLIPVisionConfig(
             hidden_size=config.vision_width, intermediate_size=config.vision_mlp, num_hidden_layers=config.vision_layers,
             num_attention_heads=config.vision_heads, image_size=config.input_size, patch_size=config.patch_size,
@@ -286,11 +306,24 @@ class VlffdDetector(Detector):
             hidden_act=config.hidden_act, **self._special_ids(config))
         for cfg in (vision_cfg, text_cfg):
             cfg._attn_implementation = "sdpa"
-        self.vision = CLIPVisionModelWithProjection(vision_cfg)
-        stem = make_patch_stem(config.patch_stem, 3, config.vision_width, config.patch_size, config.stem_width)
-        if stem is not None:
-            self.vision.vision_model.embeddings.patch_embedding = stem
-        self.text = CLIPTextModelWithProjection(text_cfg)
+        self.vision: nn.Module
+        self.text: nn.Module
+        if config.vision_tower == "vit":
+            self.vision = VitTower(config.input_size, config.patch_size, config.vision_width, config.vision_layers,
+                                   config.vision_heads, config.vision_mlp / config.vision_width, config.layer_scale,
+                                   config.vision_trainable)
+            self.vision_proj = nn.Linear(self.vision.out_dim, config.embed_dim)
+        else:
+            self.vision = CLIPVisionModelWithProjection(vision_cfg)
+            stem = make_patch_stem(config.patch_stem, 3, config.vision_width, config.patch_size, config.stem_width)
+            if stem is not None:
+                self.vision.vision_model.embeddings.patch_embedding = stem
+        if config.text_tower == "bert":
+            self.text = BertTextTower(config.text_vocab_size, config.text_width, config.text_layers, config.text_heads,
+                                      config.text_mlp, config.text_context, config.text_trainable)
+            self.text_proj = nn.Linear(self.text.out_dim, config.embed_dim)
+        else:
+            self.text = CLIPTextModelWithProjection(text_cfg)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / config.init_temperature)))
         self.head = nn.Linear(config.embed_dim, 2)
         self.region_head = nn.Linear(config.embed_dim, len(config.regions)) if config.region_head else None
@@ -316,7 +349,9 @@ class VlffdDetector(Detector):
         """The sentence tokenizer (built on first use)."""
         if self._tokenizer is None:
             cfg = self.config
-            if cfg.tokenizer == "word":
+            if cfg.text_tower == "bert":
+                self._tokenizer = PieceTokenizer(cfg.text_pieces, cfg.text_context)
+            elif cfg.tokenizer == "word":
                 self._tokenizer = SentenceTokenizer(cfg.vocab, cfg.text_context)
             else:
                 try:
@@ -330,6 +365,8 @@ class VlffdDetector(Detector):
         """L2-normalised sentence embeddings (N, D)."""
         ids, mask = self.tokenizer(sentences)
         device = self._device()
+        if self.config.text_tower == "bert":
+            return F.normalize(self.text_proj(self.text(ids.to(device), mask.to(device))).float(), dim=-1)
         out = self.text(input_ids=ids.to(device), attention_mask=mask.to(device))
         return F.normalize(out.text_embeds.float(), dim=-1)
 
@@ -360,6 +397,8 @@ class VlffdDetector(Detector):
     # ---- image side ------------------------------------------------------------------------
     def encode_image(self, x: torch.Tensor) -> torch.Tensor:
         """Projected image embedding (B, D), not normalised."""
+        if self.config.vision_tower == "vit":
+            return self.vision_proj(self.vision(x))
         return self.vision(pixel_values=x).image_embeds
 
     def forward(self, x: torch.Tensor, sentences: bool | None = None) -> dict[str, Any]:
@@ -387,10 +426,14 @@ class VlffdDetector(Detector):
 
     # ---- explainers' contract --------------------------------------------------------------
     def target_layers(self) -> list[nn.Module]:
+        if self.config.vision_tower == "vit":
+            return [self.vision.last_block_norm()]
         return [self.vision.vision_model.encoder.layers[-1].layer_norm1]
 
     def reshape_transform(self, tokens: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         """(B, 1 + g*g, C) ViT tokens -> (B, C, g, g), CLS dropped."""
+        if self.config.vision_tower == "vit":
+            return self.vision.tokens_to_grid(tokens)
         grid = self.config.input_size // self.config.patch_size
         return tokens[:, 1:, :].reshape(tokens.shape[0], grid, grid, tokens.shape[-1]).permute(0, 3, 1, 2)
 
@@ -410,10 +453,28 @@ class VlffdDetector(Detector):
             self._tokenizer = SentenceTokenizer.from_file(path, self.config.vocab, self.config.text_context)
             self._text_cache = None
 
+    def adapt_init_state(self, module: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A pretrained text encoder's tensors cut to this tower (``training.pretrained_init``): the
+        embedding rows of ``text_pieces`` and the first ``text_context`` positions."""
+        if module != "text.bert" or self.config.text_tower != "bert":
+            return state
+        cfg = self.config
+        if len(cfg.text_piece_ids) != len(cfg.text_pieces):
+            raise ValueError("text_piece_ids are missing: build vlffd_demo with the BERT vocab.txt at hand "
+                             "(`python -m training pretrained download minilm_l3`)")
+        state = dict(state)
+        key = "embeddings.word_embeddings.weight"
+        state[key] = state[key][torch.tensor(cfg.text_piece_ids, dtype=torch.long)]
+        key = "embeddings.position_embeddings.weight"
+        state[key] = state[key][:cfg.text_context]
+        return state
+
     def load_pretrained_clip(self, name: str | None = None) -> None:
         """Fill both towers from CLIP weights on the Hub (for a user online; full shapes only)."""
         from transformers import CLIPTextModelWithProjection, CLIPVisionModelWithProjection
 
+        if self.config.vision_tower != "clip" or self.config.text_tower != "clip":
+            raise ValueError("CLIP weights need the CLIP towers (vision_tower='clip', text_tower='clip')")
         if self.config.patch_stem != "linear":
             raise ValueError("CLIP weights need the linear patch stem (patch_stem='linear')")
         name = name or self.config.pretrained_weights
@@ -434,9 +495,13 @@ class _OffsetWordTokenizer(SentenceTokenizer):
         return out, mask
 
 
-DEMO = dict(input_size=128, patch_size=16, patch_stem="conv", crop_size=128, crop_margin=1.3, vision_width=128, vision_layers=4,
-            vision_heads=4, vision_mlp=512, text_width=64, text_layers=2, text_heads=2, text_mlp=256,
-            text_context=16, embed_dim=128, tokenizer="word", pretrained_weights="")
+#: What ships: DINOv2 ViT-S/14 at 126 px (a 9 x 9 grid of the pool's 128 px faces) and MiniLM-L3's
+#: sentence encoder, each with its own projection into a 256-d space; the top two ViT blocks, the
+#: projections and the heads are trained, the rest stays as pretrained (2 CPU cores).
+DEMO = dict(vision_tower="vit", text_tower="bert", input_size=126, crop_size=126, crop_margin=1.3, patch_size=14,
+            vision_width=384, vision_layers=12, vision_heads=6, vision_mlp=1536, vision_trainable=2,
+            text_width=384, text_layers=3, text_heads=12, text_mlp=1536, text_context=32, text_trainable=0,
+            embed_dim=256, mean=IMAGENET_MEAN, std=IMAGENET_STD, tokenizer="wordpiece", pretrained_weights="")
 
 
 @register_detector
@@ -447,11 +512,25 @@ def vlffd_full(**overrides: Any) -> VlffdDetector:
 
 @register_detector
 def vlffd_demo(**overrides: Any) -> VlffdDetector:
-    """The same towers scaled down for 2 CPU cores: ViT patch 16 @ 128 px on a convolutional stem,
-    word-level text tower."""
+    """DINOv2 ViT-S/14 @ 126 px + MiniLM-L3 sentence encoder (the towers reachable offline), the
+    top of the image tower fine-tuned."""
     cfg = VlffdConfig(name="vlffd_demo").updated(**DEMO)
     cfg = cfg.updated(**overrides)
-    if cfg.tokenizer == "word" and "text_vocab_size" not in overrides:
+    if cfg.text_tower == "bert" and not cfg.text_pieces:
+        cfg = cfg.updated(**bert_pieces(cfg.vocab or default_vocab(cfg.regions, cfg.max_parts)))
+    elif cfg.tokenizer == "word" and "text_vocab_size" not in overrides:
         vocab = cfg.vocab or default_vocab(cfg.regions, cfg.max_parts)
         cfg = cfg.updated(vocab=vocab, text_vocab_size=len(vocab))
     return VlffdDetector(cfg)
+
+
+def bert_pieces(vocab: Sequence[str]) -> dict[str, Any]:
+    """``text_pieces`` / ``text_piece_ids`` / ``text_vocab_size`` for a ``bert`` text tower: BERT's
+    WordPiece pieces of the sentence vocabulary, if BERT's ``vocab.txt`` is cached (else none: the
+    tower then uses whole words and cannot start from BERT weights)."""
+    path = bert_vocab_file()
+    if path is None:
+        return {}
+    words = [w for w in vocab if w not in SPECIAL_TOKENS]
+    pieces, ids = pieces_for_words(words, read_vocab(path))
+    return {"text_pieces": pieces, "text_piece_ids": ids, "text_vocab_size": len(pieces)}

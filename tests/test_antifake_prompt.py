@@ -19,7 +19,7 @@ from training.methods.antifake_prompt import (DESCRIBE_QUESTION, KIND_ANSWERS, K
 
 TINY = dict(input_size=32, patch_size=16, vision_hidden=32, vision_layers=2, vision_heads=2, vision_mlp=64,
             num_query_tokens=4, qformer_hidden=32, qformer_layers=1, qformer_heads=2, qformer_mlp=64,
-            lm_hidden=32, lm_layers=1, lm_heads=2, lm_mlp=64, patch_stem="linear")
+            lm_hidden=32, lm_layers=1, lm_heads=2, lm_mlp=64, patch_stem="linear", vision_head_classes=5)
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +139,9 @@ def test_method_stages_freeze_all_but_the_soft_prompt(tiny):
 def test_vision_stage_trains_the_encoder_then_pretrain_keeps_it_frozen(tiny):
     from detectors.antifake_prompt import demo_config
 
-    assert (demo_config().patch_stem, AntifakePromptConfig().patch_stem) == ("conv", "linear")
+    demo = demo_config()  # the demo's encoder is DINOv2 ViT-S/14: the paper's patchify stem, no vision head
+    assert (demo.patch_stem, demo.vision_head_classes, AntifakePromptConfig().patch_stem) == ("linear", 0, "linear")
+    assert (demo.vision_hidden, demo.vision_layers, demo.patch_size, demo.input_size) == (384, 12, 14, 126)
     assert get_method("antifake_prompt").stages()[0].options["freeze_vision"] is False
     method = get_method("antifake_prompt", {"method": {"stages": ["vision_warmup", "vision", "pretrain", "prompt"]}})
     warmup, vision, pretrain, prompt = method.stages()
@@ -399,3 +401,34 @@ def test_shipped_demo_separates_held_out_forgeries_from_reals():
     labels = np.asarray(result["labels"])
     assert 0 < labels.sum() < len(labels)
     assert roc_auc_score(labels, np.asarray(result["scores"])) >= 0.8
+
+
+def test_a_dinov2_vit_becomes_the_vision_encoder_computing_the_same_tokens():
+    """LayerScale folded into the projections, the position table resampled: the InstructBLIP
+    encoder reproduces the timm ViT's final-norm tokens."""
+    from transformers import InstructBlipVisionConfig, InstructBlipVisionModel
+
+    from detectors.antifake_prompt import dinov2_to_blip_vision
+    from detectors.pretrained import resample_grid_pos_embed
+    from detectors.towers import VitTower
+
+    torch.manual_seed(0)
+    vit = VitTower(img_size=56, patch_size=14, width=48, layers=2, heads=3, layer_scale=0.5).vit.eval()
+    with torch.no_grad():  # LayerScale gains far from 1 and a non-zero key bias, so a wrong fold shows
+        for block in vit.blocks:
+            block.ls1.gamma.uniform_(0.2, 2.0)
+            block.ls2.gamma.uniform_(0.2, 2.0)
+            block.attn.qkv.bias.normal_()
+    state = vit.state_dict()
+    blip = InstructBlipVisionModel(InstructBlipVisionConfig(
+        hidden_size=48, intermediate_size=192, num_hidden_layers=2, num_attention_heads=3, image_size=42,
+        patch_size=14)).eval()
+    blip.load_state_dict(dinov2_to_blip_vision(state, grid=3), strict=True)
+    reference = VitTower(img_size=42, patch_size=14, width=48, layers=2, heads=3).vit.eval()
+    reference.load_state_dict({**state, "pos_embed": resample_grid_pos_embed(state["pos_embed"], 3)}, strict=True)
+    x = torch.randn(2, 3, 42, 42)
+    with torch.no_grad():
+        expected = reference.forward_features(x)
+        got = blip(pixel_values=x).last_hidden_state
+    assert got.shape == expected.shape == (2, 10, 48)
+    assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()

@@ -37,9 +37,13 @@ def lite0_cache(tmp_path, monkeypatch) -> Path:
 
 def test_model_section_splits_config_overrides_from_the_init():
     assert split_model_section({"input_size": 64, "init": {"backbone": "efficientnet_lite0"}}) == (
-        {"input_size": 64}, {"backbone": "efficientnet_lite0"})
-    assert split_model_section({"init": "efficientnet_lite0"})[1] == {"backbone": "efficientnet_lite0"}
-    assert split_model_section(None) == ({}, None)
+        {"input_size": 64}, [{"backbone": "efficientnet_lite0"}])
+    assert split_model_section({"init": "efficientnet_lite0"})[1] == [{"backbone": "efficientnet_lite0"}]
+    assert split_model_section(None) == ({}, [])
+    two = [{"backbone": "dinov2_vits14", "module": "vision.vit"}, {"backbone": "minilm_l3", "module": "text.bert"}]
+    assert split_model_section({"init": two}) == ({}, two)
+    with pytest.raises(InitError, match="module twice"):
+        split_model_section({"init": ["efficientnet_lite0", {"backbone": "efficientnet_lite1"}]})
     with pytest.raises(InitError, match="unknown key"):
         split_model_section({"init": {"backbone": "efficientnet_lite0", "strict": False}})
     with pytest.raises(InitError, match="name a backbone"):
@@ -174,3 +178,67 @@ def test_gan_faces_stand_in_prodets_deepfake_anchor(face_folders):
     assert anchor_kinds(kind).tolist() == [K.REAL, K.SBI, K.DONOR, K.DEEPFAKE, K.DEEPFAKE]
     targets = attribute_targets(kind, (kind > 0).long())
     assert all(float(t[3]) == float(t[4]) == 1.0 for t in targets.values())
+
+
+def _cache_entry(root: Path, name: str, state: dict[str, torch.Tensor], extra: dict[str, str] | None = None) -> Path:
+    folder = root / name
+    folder.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / P.MODEL_FILE))
+    for file, text in (extra or {}).items():
+        (folder / file).write_text(text)
+    (folder / P.PROVENANCE_FILE).write_text(json.dumps(
+        {"name": name, "files": {P.MODEL_FILE: {"sha256": P.sha256_file(folder / P.MODEL_FILE)}}}))
+    return folder
+
+
+def test_vlffd_towers_start_from_a_vit_and_a_bert_cut_to_the_detector(tmp_path, monkeypatch):
+    """A ViT saved at another input size lands with its position table resampled; a BERT lands with
+    only the rows of the detector's WordPiece pieces, which tokenize its sentences as BERT would."""
+    from detectors.pretrained import resample_grid_pos_embed
+    from detectors.towers import BertTextTower, VitTower
+
+    torch.manual_seed(3)
+    source_vit = VitTower(img_size=56, patch_size=14, width=32, layers=2, heads=2).vit  # a 4x4 grid
+    vit_state = {k: v + torch.rand_like(v) for k, v in source_vit.state_dict().items()}
+    # a toy BERT vocabulary: "eyebrow" exists only as two pieces, "forged" as one
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "eye", "##bro", "##w", "forged", "left", ".", "face",
+             "is", "real", "of", "this", "are", "and", "whole", "mouth", "nose", "zebra"]
+    bert = BertTextTower(vocab_size=len(vocab), width=32, layers=1, heads=2, mlp=64)
+    bert_state = {k: v + torch.rand_like(v) for k, v in bert.bert.state_dict().items()}
+    root = tmp_path / "pretrained"
+    _cache_entry(root, "dinov2_vits14", vit_state)
+    _cache_entry(root, "minilm_l3", bert_state, {"vocab.txt": "\n".join(vocab) + "\n"})
+    monkeypatch.setenv(P.CACHE_ENV, str(root))
+
+    model = build_detector("vlffd_demo", vision_tower="vit", text_tower="bert", input_size=42, crop_size=42,
+                           patch_size=14, vision_width=32, vision_layers=2, vision_heads=2, vision_mlp=128,
+                           text_width=32, text_layers=1, text_heads=2, text_mlp=64, text_context=24, embed_dim=16)
+    cfg = model.config
+    assert cfg.text_pieces[:4] == ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
+    assert "##bro" in cfg.text_pieces and "zebra" not in cfg.text_pieces
+    assert [vocab[i] for i in cfg.text_piece_ids] == list(cfg.text_pieces)
+    apply_init(model, {"backbone": "dinov2_vits14", "module": "vision.vit"})
+    apply_init(model, {"backbone": "minilm_l3", "module": "text.bert"})
+
+    own = model.vision.vit.state_dict()
+    assert torch.equal(own["pos_embed"], resample_grid_pos_embed(vit_state["pos_embed"], 3))
+    assert torch.equal(own["blocks.1.mlp.fc2.weight"], vit_state["blocks.1.mlp.fc2.weight"])
+    rows = model.text.bert.embeddings.word_embeddings.weight
+    for i, source_id in enumerate(cfg.text_piece_ids):
+        assert torch.equal(rows[i], bert_state["embeddings.word_embeddings.weight"][source_id])
+    ids, mask = model.tokenizer(["The left eyebrow of this face is forged."])
+    pieces = [cfg.text_pieces[i] for i, m in zip(ids[0].tolist(), mask[0].tolist()) if m]
+    assert pieces == ["[CLS]", "the", "left", "eye", "##bro", "##w", "of", "this", "face", "is", "forged", ".", "[SEP]"]
+    out = model.eval()(torch.randn(2, 3, 42, 42))
+    assert out["prob_fake"].shape == (2,) and out["aux"]["sentence_probs"].shape[0] == 2
+
+
+def test_towers_freeze_all_but_the_top_blocks():
+    from detectors.towers import BertTextTower, VitTower
+
+    vit = VitTower(img_size=28, patch_size=14, width=16, layers=4, heads=2, trainable=1)
+    trainable = {n for n, p in vit.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(("vit.blocks.3.", "vit.norm.")) for n in trainable)
+    bert = BertTextTower(vocab_size=8, width=16, layers=3, heads=2, mlp=32, trainable=0)
+    assert not any(p.requires_grad for p in bert.parameters())
+    assert all(p.requires_grad for p in VitTower(img_size=28, patch_size=14, width=16, layers=2, heads=2).parameters())

@@ -15,8 +15,14 @@ from training.data import kinds
 from training.methods import get_method
 from training.methods.vlffd import symmetric_infonce
 
-TINY = dict(input_size=32, patch_size=8, crop_size=48, vision_width=32, vision_layers=1, vision_heads=2,
+#: the paper's towers (CLIP's ViT and text transformer), tiny, on a conv stem with word-level tokens
+TINY = dict(vision_tower="clip", text_tower="clip", tokenizer="word", patch_stem="conv", text_context=16,
+            input_size=32, patch_size=8, crop_size=48, vision_width=32, vision_layers=1, vision_heads=2,
             vision_mlp=64, text_width=32, text_layers=1, text_heads=2, text_mlp=64, embed_dim=16)
+#: the demo's towers (DINOv2-style ViT, BERT-style sentence encoder), tiny, the bottom block frozen
+TINY_PRETRAINED_SHAPES = dict(input_size=28, patch_size=14, crop_size=48, vision_width=32, vision_layers=2,
+                              vision_heads=2, vision_mlp=64, vision_trainable=1, text_width=32, text_layers=1,
+                              text_heads=2, text_mlp=64, text_trainable=0, embed_dim=16)
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +117,7 @@ def test_text_cache_follows_weights():
     with torch.no_grad():
         before = model(x)["aux"]["sentence_logits"].clone()
         model.train()
-        model.text.text_projection.weight.mul_(-1.0)
+        model.text.text_projection.weight.mul_(-1.0)  # the CLIP text tower (TINY)
         model.eval()
         after = model(x)["aux"]["sentence_logits"]
     assert not torch.allclose(before, after)
@@ -261,8 +267,39 @@ def test_full_config_is_clip_b16():
     assert 85e6 < sum(p.numel() for p in full.vision.parameters()) < 88e6
     assert 62e6 < sum(p.numel() for p in full.text.parameters()) < 65e6
     demo = build_detector("vlffd_demo")
-    assert demo.config.tokenizer == "word" and demo.config.text_vocab_size == len(demo.config.vocab)
-    assert demo.config.input_size % demo.config.patch_size == 0
+    cfg = demo.config
+    assert (cfg.vision_tower, cfg.text_tower) == ("vit", "bert")
+    assert (cfg.input_size, cfg.patch_size, cfg.vision_width, cfg.vision_layers) == (126, 14, 384, 12)  # DINOv2 ViT-S/14
+    assert 21e6 < sum(p.numel() for p in demo.vision.parameters()) < 23e6
+    assert cfg.text_vocab_size == len(cfg.text_pieces) < 400  # the pruned WordPiece table
+    ids, mask = demo.tokenizer(list(demo.sentences))
+    assert not (ids == cfg.text_pieces.index("[UNK]")).any(), "every candidate sentence tokenizes without [UNK]"
+    assert int(mask.sum(1).max()) < cfg.text_context, "no candidate sentence is truncated"
+
+
+def test_demo_towers_forward_train_and_round_trip(tmp_path):
+    """The DINOv2/BERT-shaped towers: the output contract, gradients only into what is trained,
+    and a checkpoint that reloads to the same outputs."""
+    torch.manual_seed(0)
+    model = build_detector("vlffd_demo", **TINY_PRETRAINED_SHAPES).train()
+    method = get_method("vlffd", {"method": {"region_weight": 0.5}})
+    batch = fake_batch(size=28)
+    parts = method.loss(model, batch, method.stages()[0])
+    parts["loss"].backward()
+    assert parts["itc"] > 0
+    trained = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert any(n.startswith("vision.vit.blocks.1.") for n in trained)
+    assert not any(n.startswith(("vision.vit.blocks.0.", "vision.vit.patch_embed", "text.bert.")) for n in trained)
+    assert {"vision_proj.weight", "text_proj.weight", "head.weight", "logit_scale"} <= trained
+    model.eval().save_pretrained(tmp_path)
+    loaded = create_detector("vlffd_demo", str(tmp_path))
+    assert loaded.config == model.config
+    x = torch.randn(2, 3, 28, 28)
+    with torch.no_grad():
+        a, b = model(x), loaded(x)
+    assert a["logits"].shape == (2, 2) and a["aux"]["sentence_probs"].shape == (2, len(model.sentences))
+    assert torch.equal(a["logits"], b["logits"])
+    assert torch.equal(a["aux"]["sentence_probs"], b["aux"]["sentence_probs"])
 
 
 # ---- the shipped demo checkpoint (needs ../shared/data and assets/checkpoints/vlffd) -----------

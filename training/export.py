@@ -83,10 +83,12 @@ def load_metrics(paths: list[str | Path]) -> dict[str, dict[str, Any]]:
     return found
 
 
-def _init_lines(init: dict[str, Any] | None) -> list[str]:
-    """Where the tower started (a recipe's ``model.init``, recorded by ``train``)."""
+def _init_lines(init: dict[str, Any] | list[dict[str, Any]] | None) -> list[str]:
+    """Where the towers started (a recipe's ``model.init``, recorded by ``train``)."""
     if not init:
         return []
+    if isinstance(init, list):
+        return [line for one in init for line in _init_lines(one)]
     return [f"- The `{init.get('module', 'backbone')}` started from `{init.get('backbone')}` "
             f"({init.get('hub_id')}; offline from `{init.get('source')}`, licence {init.get('licence')}; "
             f"converted weights sha256 `{init.get('weights_sha256')}`), {init.get('tensors')} tensors loaded "

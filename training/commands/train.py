@@ -110,14 +110,17 @@ def run(args: argparse.Namespace) -> int:
     if init and not args.resume and not args.init:
         from detectors.pretrained import PretrainedError
 
-        try:  # model.init: the tower starts from a named pretrained backbone (training/pretrained_init.py)
-            record = apply_init(model, init)
-        except (InitError, PretrainedError) as exc:
-            print(f"error: model.init {init}: {exc}", file=sys.stderr)
-            return 2
-        model.config.extra = {**(model.config.extra or {}), "init": record}
-        print(f"model.init: {record['module']} starts from {record['backbone']} ({record['source']}, "
-              f"{record['tensors']} tensors; head left out: {len(record['skipped'])} tensors)")
+        records = []
+        for spec in init:  # model.init: towers start from named pretrained backbones (training/pretrained_init.py)
+            try:
+                record = apply_init(model, spec)
+            except (InitError, PretrainedError) as exc:
+                print(f"error: model.init {spec}: {exc}", file=sys.stderr)
+                return 2
+            records.append(record)
+            print(f"model.init: {record['module']} starts from {record['backbone']} ({record['source']}, "
+                  f"{record['tensors']} tensors; head left out: {len(record['skipped'])} tensors)")
+        model.config.extra = {**(model.config.extra or {}), "init": records[0] if len(records) == 1 else records}
     if args.init and not args.resume:
         try:
             start_from(model, args.init)
