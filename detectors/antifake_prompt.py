@@ -577,7 +577,7 @@ def demo_config(**overrides) -> AntifakePromptConfig:
         lm_hidden=192, lm_layers=3, lm_heads=4, lm_mlp=384, lm_max_positions=128,
         vocab_size=base, image_token_id=tok.convert_tokens_to_ids("<image>"), bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tokenizer="word-level", dtype="float32",
-        itm_head=True, vision_head_classes=0, patch_stem="linear")
+        itm_head=True, vision_head_classes=0, patch_stem="linear", storage_dtype="float16")
     return cfg.updated(**overrides)
 
 

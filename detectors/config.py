@@ -30,6 +30,9 @@ class DetectorConfig:
     crop_align: bool = True
     threshold: float = 0.5
     pretrained_weights: str = ""  # what a user online would initialise the backbone from
+    #: dtype of the floating tensors ``training export`` writes (``float16`` halves a checkpoint);
+    #: the model computes in float32 either way (loading copies into float32 parameters)
+    storage_dtype: str = "float32"
     extra: dict[str, Any] = field(default_factory=dict)  # free-form metadata (training data, metrics)
 
     @property

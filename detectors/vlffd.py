@@ -501,7 +501,8 @@ class _OffsetWordTokenizer(SentenceTokenizer):
 DEMO = dict(vision_tower="vit", text_tower="bert", input_size=126, crop_size=126, crop_margin=1.3, patch_size=14,
             vision_width=384, vision_layers=12, vision_heads=6, vision_mlp=1536, vision_trainable=2,
             text_width=384, text_layers=3, text_heads=12, text_mlp=1536, text_context=32, text_trainable=0,
-            embed_dim=256, mean=IMAGENET_MEAN, std=IMAGENET_STD, tokenizer="wordpiece", pretrained_weights="")
+            embed_dim=256, mean=IMAGENET_MEAN, std=IMAGENET_STD, tokenizer="wordpiece", pretrained_weights="",
+            storage_dtype="float16")
 
 
 @register_detector

@@ -362,3 +362,22 @@ def test_channels_last_trains_the_same_model_and_saves_plain_tensors(trained, tm
 
     loaded = create_detector("tiny_test", str(out / "last"))  # strict load of the NHWC-trained weights
     assert torch.equal(loaded.body[0].weight, nhwc["body.0.weight"])
+
+
+def test_export_stores_a_float16_checkpoint_that_loads_into_float32(tmp_path):
+    """``storage_dtype: float16``: export halves the file; loading computes in float32 with
+    weights equal to the float16 rounding of the trained ones."""
+    from detectors import build_detector, create_detector
+    from training.export import export
+
+    torch.manual_seed(0)
+    model = build_detector("tiny_test", storage_dtype="float16").eval()
+    model.save_pretrained(tmp_path / "trained")
+    out = export(model, tmp_path / "trained", tmp_path / "exported")
+    stored = load_file(str(out / "model.safetensors"))
+    trained = load_file(str(tmp_path / "trained" / "model.safetensors"))
+    assert all(v.dtype == torch.float16 for k, v in stored.items() if trained[k].is_floating_point())
+    assert (out / "model.safetensors").stat().st_size < 0.6 * (tmp_path / "trained" / "model.safetensors").stat().st_size
+    loaded = create_detector("tiny_test", str(out))
+    for k, v in loaded.state_dict().items():
+        assert v.dtype == trained[k].dtype and torch.equal(v, trained[k].half().to(v.dtype)), k

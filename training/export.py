@@ -194,6 +194,16 @@ def model_card(detector, metrics: dict[str, dict[str, Any]] | None = None, repo_
     return ModelCard(content)
 
 
+def write_weights_as(src: Path, dst: Path, dtype: str) -> None:
+    """``model.safetensors`` with its floating tensors stored as ``dtype`` (integer buffers as they are)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    target = getattr(torch, dtype)
+    state = {k: (v.to(target) if v.is_floating_point() else v).contiguous() for k, v in load_file(str(src)).items()}
+    save_file(state, str(dst), metadata={"format": "pt"})
+
+
 def export(detector, source_folder: Path, out_dir: Path, metrics: dict[str, dict[str, Any]] | None = None,
            repo_id: str | None = None, license: str = LICENSE) -> Path:
     """Copy ``config.json`` + ``model.safetensors`` to ``out_dir`` and write its ``README.md``."""
@@ -204,7 +214,9 @@ def export(detector, source_folder: Path, out_dir: Path, metrics: dict[str, dict
         src = Path(source_folder) / name
         if name in side_files and not src.is_file():
             continue
-        if src.resolve() != (out_dir / name).resolve():
+        if name == WEIGHTS_FILE and detector.config.storage_dtype != "float32":
+            write_weights_as(src, out_dir / name, detector.config.storage_dtype)
+        elif src.resolve() != (out_dir / name).resolve():
             shutil.copyfile(src, out_dir / name)
     model_card(detector, metrics, repo_id=repo_id, license=license).save(out_dir / "README.md")
     return out_dir
