@@ -144,11 +144,23 @@ class Trainer:
         if self.progress.best_auc is None:  # no validation: the final weights are the result
             self._save_model(self.out / "best")
         self._save_last(*self._final_optim)
+        self._after_training()
         self._plot()
         acc.print(f"done: best checkpoint {self.out / 'best'}"
                   + (f" (val AUC {self.progress.best_auc:.4f} at step {self.progress.best_step})"
                      if self.progress.best_auc is not None else ""))
         return self.progress
+
+    def _after_training(self) -> None:
+        """The method's post-training step on the final checkpoint (e.g. ProDet's anchors), once."""
+        acc = self.accelerator
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            done = self.method.after_training(self.out / "best")
+            if done:
+                self.log.write({"type": "after_training", **done})
+                acc.print(f"after training: {done}")
+        acc.wait_for_everyone()
 
     # ---- one stage -----------------------------------------------------------------------------
     def _run_stage(self, stage: Stage, resumed: dict | None) -> bool:

@@ -26,6 +26,7 @@ language-model loss on the answer "yes" (real) or "no" (fake) to "Is this photo 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 import torch
@@ -35,9 +36,9 @@ from torch import nn
 from training.data import kinds
 from training.data.sentences import REAL_SENTENCE, WHOLE_FACE_SENTENCES
 
-WHOLE_FACE_SENTENCE = WHOLE_FACE_SENTENCES[kinds.REGION]
+from .base import MethodOptions, Stage, TrainingMethod, register_method
 
-from .base import Stage, TrainingMethod, register_method
+WHOLE_FACE_SENTENCE = WHOLE_FACE_SENTENCES[kinds.REGION]
 
 #: How each kind of face was made, in words (the answer to the "kind" question).
 KIND_ANSWERS = {kinds.REAL: "a camera photo", kinds.SBI: "a self-blend", kinds.DONOR: "a face swap",
@@ -97,21 +98,29 @@ def detection_answers(labels: torch.Tensor, answers: tuple[str, ...] = ("yes", "
     return [answers[int(v)] for v in labels.tolist()]
 
 
+@dataclass
+class AntifakePromptOptions(MethodOptions):
+    stages: list[str] | None = None  # default: pretrain, prompt
+    freeze_vision: bool | None = None  # default: when a ``vision`` stage is in the list
+    tasks: dict[str, float] | None = None  # pretraining question mix (default DEFAULT_TASKS)
+    init_word: str | None = None  # the soft prompt starts as this word's embedding
+    itm_weight: float = 1.0
+
+
 @register_method
 class AntifakePromptMethod(TrainingMethod):
     family = "antifake_prompt"
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return dict(self.recipe.get("method") or {})
+    options_class = AntifakePromptOptions
 
     def stages(self) -> list[Stage]:
         """``method.stages`` picks them (the full recipe runs only ``prompt``). ``pretrain``
         keeps the vision encoder frozen when ``method.freeze_vision`` (default: when the
         ``vision`` stage is in the list)."""
-        wanted = self.options.get("stages", ["pretrain", "prompt"])
-        freeze = bool(self.options.get("freeze_vision", any(map(is_vision_stage, wanted))))
-        known = {"pretrain": Stage("pretrain", "mixed", {"tasks": self.options.get("tasks", DEFAULT_TASKS),
+        wanted = self.options.stages if self.options.stages is not None else ["pretrain", "prompt"]
+        freeze = (self.options.freeze_vision if self.options.freeze_vision is not None
+                  else any(map(is_vision_stage, wanted)))
+        tasks = DEFAULT_TASKS if self.options.tasks is None else self.options.tasks
+        known = {"pretrain": Stage("pretrain", "mixed", {"tasks": tasks,
                                                          "freeze_vision": freeze}),
                  "prompt": Stage("prompt", "mixed")}
         known.update({name: Stage(name, "mixed") for name in wanted if is_vision_stage(name)})
@@ -152,7 +161,7 @@ class AntifakePromptMethod(TrainingMethod):
             questions = [model.config.prompt] * image.shape[0]
             answers = detection_answers(batch["label"], tuple(model.config.answers))
             return {"loss": model.answer_loss(image, questions, answers)}
-        self.tie_soft_prompt_to(model, self.options.get("init_word"))
+        self.tie_soft_prompt_to(model, self.options.init_word)
         questions, answers = face_questions(batch, tasks=stage.options.get("tasks"))
         if stage.options.get("freeze_vision"):
             model.vlm.vision_model.eval()  # frozen, batch-norm statistics of a conv stem included
@@ -163,7 +172,7 @@ class AntifakePromptMethod(TrainingMethod):
         lm_loss = model.answer_loss(image, questions, answers, image_embeds=vision)
         parts = {"lm": lm_loss.detach()}
         loss = lm_loss
-        weight = float(self.options.get("itm_weight", 1.0))
+        weight = self.options.itm_weight
         if weight > 0 and getattr(model, "itm_head", None) is not None:
             logits, match = self.itm_pairs(model, vision, list(batch["sentence"]), batch["label"])
             itm = F.cross_entropy(logits.float(), match)

@@ -30,24 +30,29 @@ What we add or choose where the code is silent or does not fit our data:
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import Stage, TrainingMethod, register_method
+from .base import MethodOptions, MethodOptionsError, Stage, TrainingMethod, register_method
 
-DEFAULTS: dict[str, Any] = {
-    "mixup_prob": 0.5,  # the authors flip a fair coin per batch
-    "mixup_alpha": 1.0,
-    "seg_weight": 1.0,
-    "sspsl_weight": 1.0,
-    "sim_weight": 0.1,
-    "sim_temperature": 0.1,
-    "mask_threshold": 0.1,
-    "prior_box": (0.2, 0.8),
-}
+@dataclass
+class LavOptions(MethodOptions):
+    mixup_prob: float = 0.5  # the authors flip a fair coin per batch
+    mixup_alpha: float = 1.0
+    seg_weight: float = 1.0
+    sspsl_weight: float = 1.0
+    sim_weight: float = 0.1
+    sim_temperature: float = 0.1
+    mask_threshold: float = 0.1
+    prior_box: tuple[float, ...] = (0.2, 0.8)
+
+    def check(self, where: str) -> None:
+        if len(self.prior_box) != 2:
+            raise MethodOptionsError(f"{where}.prior_box must be two numbers (low, high), got {list(self.prior_box)}")
 
 
 def has_mask(batch: dict[str, Any]) -> torch.Tensor:
@@ -120,13 +125,10 @@ def _masked_ce(seg_logits: torch.Tensor, targets: torch.Tensor, weight: torch.Te
 @register_method
 class LavMethod(TrainingMethod):
     family = "lav"
-
-    def __init__(self, recipe: dict[str, Any] | None = None) -> None:
-        super().__init__(recipe)
-        self.options = {**DEFAULTS, **(self.recipe.get("method") or {})}
+    options_class = LavOptions
 
     def stages(self) -> list[Stage]:
-        return [Stage("main", "mixed", dict(self.options))]
+        return [Stage("main", "mixed")]
 
     def trainable_parameters(self, model, stage: Stage):
         """Two groups as timm's ``add_weight_decay`` (the authors' optimiser): no decay on biases,
@@ -138,18 +140,18 @@ class LavMethod(TrainingMethod):
         return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
 
     def loss(self, model, batch: dict[str, Any], stage: Stage) -> dict[str, torch.Tensor]:
-        opt = {**self.options, **(stage.options or {})}
+        opt = self.options
         image, label = batch["image"], batch["label"].long()
         b = image.shape[0]
         mask = batch.get("mask")
         if mask is None:
             mask = torch.zeros(b, 1, *image.shape[-2:], device=image.device)
         known = has_mask(batch)
-        grid_labels = model.mask_to_grid(mask, float(opt["mask_threshold"]))  # (B, G, G)
+        grid_labels = model.mask_to_grid(mask, opt.mask_threshold)  # (B, G, G)
 
         lam, perm = 1.0, torch.arange(b, device=image.device)
-        if bool(known.all()) and np.random.rand() < float(opt["mixup_prob"]):
-            lam = float(np.random.beta(opt["mixup_alpha"], opt["mixup_alpha"]))
+        if bool(known.all()) and np.random.rand() < opt.mixup_prob:
+            lam = float(np.random.beta(opt.mixup_alpha, opt.mixup_alpha))
             perm = torch.randperm(b, device=image.device)
             image = lam * image + (1 - lam) * image[perm]
 
@@ -163,7 +165,7 @@ class LavMethod(TrainingMethod):
         loss_seg = lam * _masked_ce(seg, grid_labels, kw) + (1 - lam) * _masked_ce(seg, grid_labels[perm], kw[perm])
 
         unlabelled = (~known) & (label > 0)
-        prior = prior_grid(model.grid_size, tuple(opt["prior_box"]), image.device)
+        prior = prior_grid(model.grid_size, tuple(opt.prior_box), image.device)
         if unlabelled.any():
             pseudo = sspsl_pseudo_labels(emb, label, prior)
             loss_sspsl = _masked_ce(seg, pseudo, unlabelled.float())
@@ -174,9 +176,8 @@ class LavMethod(TrainingMethod):
         # The similarity term needs unmixed patch labels: with mixup, each sample keeps its own
         # label only when lambda dominates, so only lambda >= 0.5 batches contribute.
         sim_on = ones if lam >= 0.5 else ones * 0.0
-        loss_sim = prototype_similarity_loss(emb, targets, sim_on, float(opt["sim_temperature"]))
+        loss_sim = prototype_similarity_loss(emb, targets, sim_on, opt.sim_temperature)
 
-        loss = (loss_cls + float(opt["seg_weight"]) * loss_seg + float(opt["sspsl_weight"]) * loss_sspsl
-                + float(opt["sim_weight"]) * loss_sim)
+        loss = (loss_cls + opt.seg_weight * loss_seg + opt.sspsl_weight * loss_sspsl + opt.sim_weight * loss_sim)
         return {"loss": loss, "cls": loss_cls.detach(), "seg": loss_seg.detach(), "sspsl": loss_sspsl.detach(),
                 "sim": loss_sim.detach()}

@@ -31,14 +31,17 @@ The explanation's path plot needs the anchors' feature centres. During training 
 an exponential moving average of each anchor's pooled-feature centre (``anchor_momentum``) in the
 detector's buffers, so every checkpoint the engine writes has a usable path. After training,
 :func:`fit_anchors` recomputes them exactly with the final model in eval mode on the training
-split (no augmentation) and stores them with a 2-D PCA projection; run it on a checkpoint with::
+split (no augmentation) and stores them with a 2-D PCA projection: the engine runs it on
+``OUT/best`` when training ends (:meth:`ProDetMethod.after_training`), and the command runs it
+on any checkpoint::
 
     python -m training.methods.prodet fit-anchors runs/prodet/best --recipe demo
 
-(the post-training hook; it rewrites the folder's ``model.safetensors`` and ``config.json``).
+(both rewrite the folder's ``model.safetensors`` and ``config.json``).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -48,7 +51,7 @@ from torch import nn
 
 from training.data import kinds as K
 
-from .base import Stage, TrainingMethod, register_method
+from .base import MethodOptions, MethodOptionsError, Stage, TrainingMethod, register_method
 
 ANCHOR_KINDS = (K.REAL, K.SBI, K.DONOR, K.DEEPFAKE)
 #: Kinds that stand in another kind's anchor: a GAN face is a deepfake anchor.
@@ -102,23 +105,38 @@ def flat_batch(batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch
     return image, kind.to(image.device), label.to(image.device)
 
 
+LOSS_PARTS = ("blend", "identity", "deepfake", "final", "transition")
+
+
+@dataclass
+class ProDetOptions(MethodOptions):
+    bridging: bool = True  # mix neighbouring anchors' features (the progressive bridges)
+    transition: bool = True  # train the transition blocks between anchors
+    weights: dict[str, float] = field(default_factory=dict)  # per loss part (LOSS_PARTS), 1.0 when unset
+    anchor_momentum: float = 0.98  # EMA of the anchor centres while training (0 = off)
+    anchor_batches: int = 8  # training batches the anchors are fitted on after training
+    anchor_batch_size: int = 32  # items per such batch (an item holds one face in all four kinds)
+
+    def check(self, where: str) -> None:
+        unknown = sorted(set(self.weights) - set(LOSS_PARTS))
+        if unknown:
+            raise MethodOptionsError(f"{where}.weights has unknown part(s) {unknown}; choose from {list(LOSS_PARTS)}")
+
+
 @register_method
 class ProDetMethod(TrainingMethod):
-    """Recipe ``method`` keys: ``bridging`` (bool, default true), ``transition`` (bool, true),
-    ``weights`` ({blend, identity, deepfake, final, transition}: all 1.0), ``anchor_momentum``
-    (0.98), ``anchor_batches`` (batches :func:`fit_anchors` reads after training, 40)."""
+    """ProDet's progressive training; its recipe options are :class:`ProDetOptions`. After
+    training, the path anchors of the final checkpoint are fitted exactly (:meth:`after_training`)."""
 
     family = "prodet"
+    options_class = ProDetOptions
 
     def __init__(self, recipe: dict[str, Any] | None = None) -> None:
         super().__init__(recipe)
-        opts = dict((recipe or {}).get("method") or {})
-        self.bridging = bool(opts.get("bridging", True))
-        self.use_transition = bool(opts.get("transition", True))
-        self.weights = {"blend": 1.0, "identity": 1.0, "deepfake": 1.0, "final": 1.0, "transition": 1.0,
-                        **(opts.get("weights") or {})}
-        self.anchor_momentum = float(opts.get("anchor_momentum", 0.98))
-        self.anchor_batches = int(opts.get("anchor_batches", 40))
+        self.bridging = self.options.bridging
+        self.use_transition = self.options.transition
+        self.weights = {**{name: 1.0 for name in LOSS_PARTS}, **self.options.weights}
+        self.anchor_momentum = self.options.anchor_momentum
 
     def stages(self) -> list[Stage]:
         return [Stage("main", data="mixed")]
@@ -177,10 +195,12 @@ class ProDetMethod(TrainingMethod):
         if bool((centres.abs().sum(1) > 0).all()):
             net.set_anchors(centres.clone(), fitted=1.0)
 
-    def after_training(self, model: nn.Module, loader: Iterable[dict[str, Any]]) -> None:
-        """Post-training hook: fit the path anchors exactly, in eval mode, on training batches.
-        (The engine has no such hook yet; ``python -m training.methods.prodet fit-anchors`` runs it.)"""
-        fit_anchors(_unwrap(model), loader, max_batches=self.anchor_batches)
+    def after_training(self, checkpoint: Path) -> dict[str, Any] | None:
+        """Fit the final checkpoint's path anchors exactly (eval mode, training split without
+        augmentation) and write it back: what ``fit-anchors`` does, run by the engine."""
+        counts = fit_checkpoint(checkpoint, self.recipe, self.options.anchor_batches, self.options.anchor_batch_size,
+                                seed=int((self.recipe.get("train") or {}).get("seed", 0)))
+        return {"anchors": counts}
 
 
 def _bridge_targets(src: int, softened: str, lam: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -267,17 +287,20 @@ def build_anchor_dataset(cfg: dict[str, Any], detector_config: Any, split: str, 
     return AnchorQuadruples(parts)
 
 
-def fit_checkpoint(folder: str | Path, recipe_spec: str = "demo", batches: int = 8, batch_size: int = 32,
+def fit_checkpoint(folder: str | Path, recipe: str | dict[str, Any] = "demo",
+                   batches: int = ProDetOptions.anchor_batches, batch_size: int = ProDetOptions.anchor_batch_size,
                    seed: int = 0) -> dict[str, int]:
     """Load a ProDet checkpoint folder, fit its anchors on the recipe's training split (no
-    augmentation), and write the folder back (weights and config only)."""
+    augmentation), and write the folder back (weights and config only). ``recipe`` is a loaded
+    recipe or a spec for :func:`training.recipes.load_recipe`."""
     from detectors.factory import load_checkpoint
     from training.engine.data import build_dataset
     from training.recipes import load_recipe, stage_data
 
     folder = Path(folder)
     model = load_checkpoint(str(folder), expected_family="prodet")
-    recipe = load_recipe(recipe_spec, model.config.name)
+    if not isinstance(recipe, dict):
+        recipe = load_recipe(recipe, model.config.name)
     data = {**stage_data(recipe, "main", "mixed"), "augment": False}
     dataset = build_dataset(data, model.config, "train", seed=seed)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True,
@@ -301,8 +324,11 @@ def main(argv: list[str] | None = None) -> int:
     fit = sub.add_parser("fit-anchors", help="fit the four anchors' centres and 2-D projection, write them back")
     fit.add_argument("checkpoint", help="a checkpoint folder (config.json + model.safetensors), e.g. runs/prodet/best")
     fit.add_argument("--recipe", default="demo", help="recipe whose training data to use (default demo)")
-    fit.add_argument("--batches", type=int, default=8, help="batches to read (default 8)")
-    fit.add_argument("--batch-size", type=int, default=32, help="items per batch (a training item holds 4 images)")
+    fit.add_argument("--batches", type=int, default=ProDetOptions.anchor_batches,
+                     help=f"batches to read (default {ProDetOptions.anchor_batches})")
+    fit.add_argument("--batch-size", type=int, default=ProDetOptions.anchor_batch_size,
+                     help="items per batch (a training item holds 4 images; "
+                          f"default {ProDetOptions.anchor_batch_size})")
     args = parser.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     counts = fit_checkpoint(args.checkpoint, args.recipe, args.batches, args.batch_size)

@@ -12,18 +12,27 @@
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Stage, TrainingMethod, register_method
+from .base import MethodOptions, Stage, TrainingMethod, register_method
+
+
+@dataclass
+class RFFROptions(MethodOptions):
+    mim_from: str | None = None  # an earlier run's checkpoint folder to take the MAE from
+    init_vits_from_mim: bool = False  # both detector ViTs start from the MAE encoder
+    mim_block_fraction: float = 0.0  # share of each ``mim`` batch masked as at inference
 
 
 @register_method
 class RFFRMethod(TrainingMethod):
     family = "rffr"
+    options_class = RFFROptions
 
     def stages(self) -> list[Stage]:
         return [Stage("mim", data="real_only"), Stage("detector", data="mixed")]
@@ -46,10 +55,9 @@ class RFFRMethod(TrainingMethod):
         ``init_vits_from_mim: true`` starts both detector ViTs from the MAE encoder. A resumed
         run does neither again (the model's ``vits_from_mim`` flag and weights are restored).
         """
-        options = dict(self.recipe.get("method") or {})
         if float(model.vits_from_mim) > 0:
             return
-        source = options.get("mim_from")
+        source = self.options.mim_from
         if source:
             from pathlib import Path
 
@@ -58,7 +66,7 @@ class RFFRMethod(TrainingMethod):
             state = load_file(str(Path(source) / "model.safetensors"))
             mim = {k[len("mim."):]: v for k, v in state.items() if k.startswith("mim.")}
             model.mim.load_state_dict(mim, strict=True)
-        if options.get("init_vits_from_mim", False):
+        if self.options.init_vits_from_mim:
             if not model.init_vits_from_mim():
                 raise ValueError("init_vits_from_mim needs vit_dim/depth/heads equal to the MAE encoder's "
                                  "and the linear patch stem (model.patch_stem=linear)")
@@ -66,7 +74,7 @@ class RFFRMethod(TrainingMethod):
     def loss(self, model: nn.Module, batch: dict[str, Any], stage: Stage) -> dict[str, torch.Tensor]:
         image = batch["image"]
         if stage.name == "mim":
-            rec = model.mim_loss(image, float((self.recipe.get("method") or {}).get("mim_block_fraction", 0.0)))
+            rec = model.mim_loss(image, self.options.mim_block_fraction)
             return {"loss": rec, "mim_mse": rec.detach()}
         model.mim.eval()  # frozen: no dropout / stochastic depth in the MAE (none by default)
         out = model(image)

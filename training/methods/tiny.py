@@ -6,21 +6,28 @@ several stages, so the engine's multi-stage path can be tested without a big mod
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Stage, TrainingMethod, register_method
+from .base import MethodOptions, Stage, TrainingMethod, register_method
+
+
+@dataclass
+class TinyOptions(MethodOptions):
+    stages: list[dict[str, str]] | None = None  # [{name, data}] in order; one ``main`` stage when unset
 
 
 @register_method
 class TinyMethod(TrainingMethod):
     family = "tiny"
+    options_class = TinyOptions
 
     def stages(self) -> list[Stage]:
-        spec = (self.recipe.get("method") or {}).get("stages")
+        spec = self.options.stages
         if not spec:
             return [Stage()]
         return [Stage(s["name"], s.get("data", "mixed")) for s in spec]

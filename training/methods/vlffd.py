@@ -24,6 +24,7 @@ uses stages as a curriculum for its from-scratch towers; the paper trains one st
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import torch
@@ -31,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.data import kinds
-from training.methods.base import Stage, TrainingMethod, register_method
+from training.methods.base import MethodOptions, MethodOptionsError, Stage, TrainingMethod, register_method
 
 
 def symmetric_infonce(image: torch.Tensor, sentences: list[str], text: torch.Tensor, scale: torch.Tensor
@@ -56,23 +57,40 @@ def symmetric_infonce(image: torch.Tensor, sentences: list[str], text: torch.Ten
 LOSS_WEIGHTS = ("cls_weight", "itc_weight", "region_weight")
 
 
+@dataclass
+class VlffdOptions(MethodOptions):
+    cls_weight: float = 1.0
+    itc_weight: float = 1.0
+    region_weight: float = 0.0
+    fine_kinds: list[str] = field(default_factory=lambda: ["real", "region"])  # kinds that get a sentence
+    freeze_text: bool = False
+    init_pretrained_clip: bool = False
+    backbone_lr_scale: float = 1.0
+    stages: list[str] = field(default_factory=lambda: ["c2f"])
+    stage_weights: dict[str, dict[str, float]] = field(default_factory=dict)  # per-stage loss weights
+
+    def check(self, where: str) -> None:
+        unknown = sorted(set(self.fine_kinds) - set(kinds.KIND_CODES))
+        if unknown:
+            raise MethodOptionsError(f"{where}.fine_kinds has unknown kind(s) {unknown}; "
+                                     f"choose from {sorted(kinds.KIND_CODES)}")
+
+
 @register_method
 class VlffdMethod(TrainingMethod):
     family = "vlffd"
+    options_class = VlffdOptions
 
     def __init__(self, recipe: dict[str, Any] | None = None) -> None:
         super().__init__(recipe)
-        opts = dict(self.recipe.get("method") or {})
-        self.cls_weight = float(opts.get("cls_weight", 1.0))
-        self.itc_weight = float(opts.get("itc_weight", 1.0))
-        self.region_weight = float(opts.get("region_weight", 0.0))
-        names = opts.get("fine_kinds", ["real", "region"])
-        self.fine_kinds = [kinds.KIND_CODES[n] for n in names]
-        self.freeze_text = bool(opts.get("freeze_text", False))
-        self.init_pretrained_clip = bool(opts.get("init_pretrained_clip", False))
-        self.backbone_lr_scale = float(opts.get("backbone_lr_scale", 1.0))
-        self.stage_names = [str(n) for n in opts.get("stages", ["c2f"])]
-        self.stage_weights = {str(k): dict(v or {}) for k, v in (opts.get("stage_weights") or {}).items()}
+        opts = self.options
+        self.cls_weight, self.itc_weight, self.region_weight = opts.cls_weight, opts.itc_weight, opts.region_weight
+        self.fine_kinds = [kinds.KIND_CODES[n] for n in opts.fine_kinds]
+        self.freeze_text = opts.freeze_text
+        self.init_pretrained_clip = opts.init_pretrained_clip
+        self.backbone_lr_scale = opts.backbone_lr_scale
+        self.stage_names = list(opts.stages)
+        self.stage_weights = {k: dict(v) for k, v in opts.stage_weights.items()}
         self._check_stage_options()
         self._initialised = False
 
