@@ -16,7 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from .errors import CheckpointCorrupted, CheckpointMismatch, CheckpointNotFound, UnsafeCheckpoint
-from .file_format import CONFIG_FILE, PICKLE_SUFFIXES, WEIGHTS_FILE
+from .file_format import CONFIG_FILE, WEIGHTS_FILE
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets" / "checkpoints"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # org/name
