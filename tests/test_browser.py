@@ -179,3 +179,64 @@ def test_clicking_a_patch_redraws_the_similarity_grid(page):
     row = int(text.split("(row ")[1].split(",")[0])
     assert row > 1, "a click low on the face picks a patch in a lower row"
     page.locator("#card-lav").screenshot(path=str(ARTIFACTS / "app-lav-click.png"))
+
+
+SHOTS = Path("/work/shots")
+
+
+def test_a_clip_shows_each_detectors_timeline_verdict_and_key_frame(page, tmp_path, astronaut):
+    """Upload a clip made here (the portrait sliding across, four frames forged), see the timelines."""
+    from .test_video import _forged_portrait, _frame, write_clip
+
+    forged = _forged_portrait(astronaut)
+    clip = write_clip(tmp_path / "moving-face.webm",  # VP8 WebM: a clip the browser can play, as a webcam records
+                      [_frame(forged if 3 <= i < 6 else astronaut, 10 + 20 * i) for i in range(10)], fps=5,
+                      fourcc="VP80")
+    page.goto(page.url, timeout=TIMEOUT_MS)  # a fresh session: the Analyze tab's boxes as they start
+    page.wait_for_selector("#analyze-btn", timeout=TIMEOUT_MS)
+    page.get_by_role("tab", name="Video").click()
+    page.set_input_files("#video input[type=file]", str(clip))
+    page.wait_for_selector("#video video", timeout=TIMEOUT_MS)
+    page.locator("#video-frames input[type=number]").fill("10")
+    page.click("#video-btn")
+    page.wait_for_function("() => /Done in/.test(document.querySelector('#video-status')?.innerText || '')",
+                           timeout=TIMEOUT_MS)
+    assert "10 frames sampled evenly" in page.inner_text("#video-status")
+    families = [f for f in [*BUILTIN_FAMILIES, "tiny"] if page.locator(f"#video-verdict-{f}").count()
+                and "Not available" not in page.inner_text(f"#video-verdict-{f}")]
+    assert "tiny" in families
+    for family in families:
+        verdict = page.inner_text(f"#video-verdict-{family}")
+        assert "Video score" in verdict and "Most suspicious frame" in verdict, family
+        page.locator(f"#video-plot-{family}").scroll_into_view_if_needed()
+        page.wait_for_selector(f"#video-plot-{family} canvas, #video-plot-{family} svg", timeout=TIMEOUT_MS)
+        page.wait_for_function("f => { const i = document.querySelector('#video-evidence-' + f + ' img');"
+                               " return i && i.complete && i.naturalWidth > 0; }", arg=family, timeout=TIMEOUT_MS)
+    assert "Combined verdict" in page.inner_text("#video-combined")
+    ARTIFACTS.mkdir(exist_ok=True)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator("#video").scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "video-tab.png"), full_page=True)
+    page.locator(f"#video-card-{families[0]}").screenshot(path=str(SHOTS / f"video-card-{families[0]}.png"))
+    # Another frame, chosen in the strip: every detector's evidence moves there.
+    page.locator("#video-strip").scroll_into_view_if_needed()
+    page.locator('#video-strip button[aria-label="Thumbnail 2 of 10"]').click()
+    page.wait_for_function("() => /Evidence on frame 2 of 10/.test(document.querySelector('#video-frame')?.innerText"
+                           " || '')", timeout=TIMEOUT_MS)
+    page.screenshot(path=str(SHOTS / "video-frame-2.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / "app-video.png"), full_page=True)
+
+
+def test_a_bad_clip_shows_the_error_on_the_video_tab(page, tmp_path):
+    bogus = tmp_path / "holiday.mp4"
+    bogus.write_text("this is a text file, not a video")
+    page.goto(page.url, timeout=TIMEOUT_MS)  # a fresh session: the video box empty again
+    page.wait_for_selector("#analyze-btn", timeout=TIMEOUT_MS)
+    page.get_by_role("tab", name="Video").click()
+    page.set_input_files("#video input[type=file]", str(bogus))
+    page.wait_for_timeout(1000)
+    page.click("#video-btn")
+    page.wait_for_function("() => /not a video/.test(document.querySelector('#video-status')?.innerText || '')",
+                           timeout=TIMEOUT_MS)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "video-error.png"), full_page=False)

@@ -232,7 +232,8 @@ def _verdict_markdown(r: VideoDetectorResult, report: VideoReport) -> str:
     lines = [f"### {escape(r.title)}"]
     if r.ok:
         mark = "\u26a0\ufe0f" if r.label == "fake" else "\u2714\ufe0f"
-        lines.append(f"**{mark} {r.summary().capitalize()}.**")
+        words = r.summary()
+        lines.append(f"**{mark} {words[0].upper()}{words[1:]}.**")
         lines.append(f"Video score (mean P(fake) over frames) **{r.score:.3f}**, threshold **{r.threshold:.3f}**.")
         key = r.key_frame
         if key is not None:
