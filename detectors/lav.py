@@ -72,6 +72,9 @@ class LavConfig(DetectorConfig):
     crop_size: int = 299
     crop_margin: float = 1.3
     pretrained_weights: str = "timm/legacy_xception.tf_in1k"
+    #: the two streams: ``xception`` (the paper's; widths below) or a timm EfficientNet-Lite
+    #: (``tf_efficientnet_lite0``: its stages cut into the same entry / middle / exit flows)
+    stream: str = "xception"
     stem_channels: tuple[int, ...] = (32, 64)
     entry_channels: tuple[int, ...] = (128, 256, 728)  # block1..block3, stride 2 each
     middle_blocks: int = 4  # blocks in each middle-flow half (LFGA after each half)
@@ -147,6 +150,9 @@ class XceptionStream(nn.Module):
         self.block1 = Block(s1, e1, 2, 2, start_with_relu=False)
         self.block2 = Block(e1, e2, 2, 2)
         self.block3 = Block(e2, e3, 2, 2)
+        #: channels of the maps LAV taps: stem, block1..3, the two middle halves; and the exit flow's
+        self.stage_channels = (s1, e1, e2, e3, e3, e3)
+        self.exit_out = cfg.exit_channels[-1]
         self.n_middle = cfg.middle_blocks
         for i in range(2 * cfg.middle_blocks):
             self.add_module(f"block{4 + i}", Block(e3, e3, cfg.middle_reps, 1))
@@ -178,6 +184,65 @@ class XceptionStream(nn.Module):
         x = getattr(self, f"block{4 + 2 * self.n_middle}")(x)
         x = self.act3(self.bn3(self.conv3(x)))
         return self.bn4(self.conv4(x))
+
+
+class LiteStream(nn.Module):
+    """One timm EfficientNet-Lite cut into the flows LAV taps, at the same strides as
+    :class:`XceptionStream`: stem + stage 1 (1/2), stage 2 (1/4), stage 3 (1/8), the first
+    block of stage 4 (1/16) as "block 3", the rest of stage 4 and stage 5 as the two middle
+    halves (1/16), stages 6-7 + the 1x1 head conv as the exit flow (1/32). The timm module is
+    ``net``, so ImageNet weights load into it by name; the locate stream drops the exit flow."""
+
+    def __init__(self, arch: str, with_exit: bool = True) -> None:
+        super().__init__()
+        import timm
+
+        self.net = timm.create_model(arch, pretrained=False, num_classes=0)
+        blocks = self.net.blocks
+        widths = [stage[-1].conv_pwl.out_channels if hasattr(stage[-1], "conv_pwl") else stage[-1].conv_pw.out_channels
+                  for stage in blocks]
+        self.stage_channels = (widths[0], widths[1], widths[2], widths[3], widths[3], widths[4])
+        self.exit_out = self.net.num_features
+        self.with_exit = with_exit
+        if not with_exit:
+            del self.net.blocks[5:]
+            self.net.conv_head = nn.Identity()
+            self.net.bn2 = nn.Identity()
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.blocks[0](self.net.bn1(self.net.conv_stem(x)))
+
+    def block1(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.blocks[1](x)
+
+    def block2(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.blocks[2](x)
+
+    def block3(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.blocks[3][0](x)
+
+    def middle(self, x: torch.Tensor, half: int) -> torch.Tensor:
+        layers = self.net.blocks[3][1:] if half == 0 else self.net.blocks[4]
+        for layer in layers:
+            x = layer(x)
+        return x
+
+    def exit_flow(self, x: torch.Tensor) -> torch.Tensor:
+        for stage in self.net.blocks[5:]:
+            x = stage(x)
+        return self.net.bn2(self.net.conv_head(x))
+
+
+#: An EfficientNet-Lite's exit flow in timm names (stages 6-7 and the head conv).
+LITE_EXIT_KEYS = ("blocks.5.", "blocks.6.", "conv_head.", "bn2.")
+
+
+def make_stream(cfg: LavConfig, with_exit: bool) -> nn.Module:
+    if cfg.stream == "xception":
+        return XceptionStream(cfg, with_exit)
+    if cfg.stream.startswith("tf_efficientnet_lite"):
+        return LiteStream(cfg.stream, with_exit)
+    raise ValueError(f"LAV stream {cfg.stream!r}: choose xception or tf_efficientnet_lite0..4")
 
 
 class CMCE(nn.Module):
@@ -265,23 +330,22 @@ class LocateAndVerify(Detector):
         c = config
         sizes = stage_sizes(c.input_size)
         self.grid_size, self.cls_size = sizes[3], sizes[4]
-        s1 = c.stem_channels[1]
-        e1, e2, e3 = c.entry_channels
         self.srm = SRMFilter(3)
-        self.rgb = XceptionStream(c, with_exit=False)  # locate stream
-        self.hf = XceptionStream(c, with_exit=True)  # verify stream (SRM residual input)
+        self.rgb = make_stream(c, with_exit=False)  # locate stream
+        self.hf = make_stream(c, with_exit=True)  # verify stream (SRM residual input)
+        stage_channels = self.rgb.stage_channels
+        s1, e1, e2, e3, e4, e5 = stage_channels
         self.cmce = nn.ModuleList([CMCE() for _ in range(3)])
-        self.lfga = nn.ModuleList([LFGA(e3, c.lfga_ratio) for _ in range(3)])
-        stage_channels = (s1, e1, e2, e3, e3, e3)
+        self.lfga = nn.ModuleList([LFGA(ch, c.lfga_ratio) for ch in (e3, e4, e5)])
         self.score = nn.ModuleList([ConvBNReLU(ch, c.score_channels) for ch in stage_channels])
         # MPFF turns stage i (side sizes[i], padded up to a multiple of G) into (side/G)^2 channels.
         windows = [math.ceil(sizes[i] / self.grid_size) for i in range(4)] + [1]
-        seg_channels = sum(w * w for w in windows) + e3
+        seg_channels = sum(w * w for w in windows) + e5
         self.seg_head = nn.Sequential(nn.BatchNorm2d(seg_channels), nn.ReLU(inplace=True),
                                       nn.Conv2d(seg_channels, 2, 1, bias=False))
-        self.proj_head = nn.Sequential(nn.BatchNorm2d(e3), nn.ReLU(inplace=True), nn.Conv2d(e3, c.proj_dim, 1, bias=False))
-        multi_level = s1 + e1 + e2 + e3 + e3  # verify-stream stages 0, 1, 2, 3 and 5 (as the code)
-        self.fusion = HadamardBilinearFusion(multi_level, c.exit_channels[-1], c.fusion_hidden, c.fusion_out, c.dropout)
+        self.proj_head = nn.Sequential(nn.BatchNorm2d(e5), nn.ReLU(inplace=True), nn.Conv2d(e5, c.proj_dim, 1, bias=False))
+        multi_level = s1 + e1 + e2 + e3 + e5  # verify-stream stages 0, 1, 2, 3 and 5 (as the code)
+        self.fusion = HadamardBilinearFusion(multi_level, self.hf.exit_out, c.fusion_hidden, c.fusion_out, c.dropout)
         self.cls_pool = nn.Sequential(nn.BatchNorm2d(c.fusion_out), nn.ReLU(inplace=True),
                                       nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.cls_drop = nn.Dropout(c.dropout)
@@ -325,6 +389,13 @@ class LocateAndVerify(Detector):
         """
         return [self.lfga[-1]]
 
+    def adapt_init_state(self, module: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """ImageNet weights into a stream (``training.pretrained_init``): the locate stream has no
+        exit flow, so the source's exit-flow tensors are left out for it."""
+        if module == "rgb.net" and isinstance(self.rgb, LiteStream):
+            return {k: v for k, v in state.items() if not k.startswith(LITE_EXIT_KEYS)}
+        return state
+
     def mask_to_grid(self, mask: torch.Tensor, threshold: float = 0.0) -> torch.Tensor:
         """(B, 1, S, S) mask in [0, 1] -> (B, G, G) long patch labels (max-pool, then > threshold)."""
         return (pool_to_grid(mask.float(), self.grid_size)[:, 0] > threshold).long()
@@ -363,10 +434,11 @@ def patch_similarity_matrix(embeddings: np.ndarray | torch.Tensor) -> np.ndarray
 
 
 # ---- registry entries ----------------------------------------------------------------------------
+#: What ships: both streams are ImageNet EfficientNet-Lite0 (the recipe's ``model.init``) at 128 px,
+#: an 8 x 8 patch grid, narrow heads.
 DEMO = dict(
     name="lav_demo", input_size=128, crop_size=128, crop_margin=1.3, pretrained_weights="",
-    stem_channels=(8, 16), entry_channels=(32, 64, 128), middle_blocks=1, middle_reps=2,
-    exit_channels=(192, 256, 256), score_channels=32, fusion_hidden=256, fusion_out=256, proj_dim=64,
+    stream="tf_efficientnet_lite0", score_channels=32, fusion_hidden=256, fusion_out=256, proj_dim=64,
 )
 
 
@@ -378,5 +450,5 @@ def lav_full(**overrides: Any) -> LocateAndVerify:
 
 @register_detector
 def lav_demo(**overrides: Any) -> LocateAndVerify:
-    """The same network scaled down for 2 CPU cores: 128 px, narrow streams, 8 x 8 patch grid."""
+    """The same network for 2 CPU cores: EfficientNet-Lite0 streams at 128 px, 8 x 8 patch grid."""
     return LocateAndVerify(LavConfig().updated(**{**DEMO, **overrides}))

@@ -12,7 +12,7 @@ from detectors.faces.align import AlignedFace, CropPolicy
 from detectors.lav import LavConfig, SRMFilter, mpff, stage_sizes
 from detectors import build_detector, create_detector
 
-TINY = dict(input_size=64, crop_size=64, stem_channels=(8, 8), entry_channels=(8, 16, 24), middle_blocks=1,
+TINY = dict(stream="xception", input_size=64, crop_size=64, stem_channels=(8, 8), entry_channels=(8, 16, 24), middle_blocks=1,
             middle_reps=1, exit_channels=(16, 16, 16), score_channels=8, fusion_hidden=16, fusion_out=16,
             proj_dim=8)
 

@@ -242,3 +242,20 @@ def test_towers_freeze_all_but_the_top_blocks():
     bert = BertTextTower(vocab_size=8, width=16, layers=3, heads=2, mlp=32, trainable=0)
     assert not any(p.requires_grad for p in bert.parameters())
     assert all(p.requires_grad for p in VitTower(img_size=28, patch_size=14, width=16, layers=2, heads=2).parameters())
+
+
+def test_lav_streams_start_from_efficientnet_lite0(lite0_cache):
+    """Both streams take the ImageNet weights; the locate stream, which has no exit flow, takes
+    all but the exit flow's; the patch grid and the verdict keep LAV's shapes."""
+    torch.manual_seed(0)
+    model = build_detector("lav_demo", score_channels=8, fusion_hidden=16, fusion_out=16, proj_dim=8)
+    apply_init(model, {"backbone": "efficientnet_lite0", "module": "rgb.net"})
+    apply_init(model, {"backbone": "efficientnet_lite0", "module": "hf.net"})
+    cached = load_file(str(lite0_cache / P.MODEL_FILE))
+    for stream, exit_flow in ((model.rgb.net, False), (model.hf.net, True)):
+        own = stream.state_dict()
+        assert any(k.startswith("conv_head.") for k in own) is exit_flow
+        for k, v in own.items():
+            assert torch.equal(v, cached[k]), k
+    out = model.eval()(torch.randn(2, 3, 128, 128))
+    assert out["logits"].shape == (2, 2) and out["aux"]["location"].shape == (2, 8, 8)
