@@ -93,3 +93,14 @@ def test_prodets_hook_fits_the_anchors_of_the_final_checkpoint_as_the_command_do
     calls.clear()
     assert prodet.main(["fit-anchors", str(tmp_path)]) == 0  # the command still works, with the hook's defaults
     assert calls == [((str(tmp_path), "demo", *parser_defaults), {})]
+
+
+def test_prodets_hook_keeps_the_tracked_anchors_when_the_data_lacks_an_anchor_kind(tmp_path, monkeypatch):
+    from training.methods import prodet
+
+    def missing(*args, **kw):
+        raise prodet.AnchorKindsMissing("fit_anchors saw no samples of donor")
+
+    monkeypatch.setattr(prodet, "fit_checkpoint", missing)
+    assert get_method("prodet", {}).after_training(tmp_path) == {"anchors_not_fitted": "fit_anchors saw no samples of donor"}
+    assert get_method("prodet", {"method": {"anchor_batches": 0}}).after_training(tmp_path) is None

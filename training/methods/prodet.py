@@ -108,13 +108,17 @@ def flat_batch(batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch
 LOSS_PARTS = ("blend", "identity", "deepfake", "final", "transition")
 
 
+class AnchorKindsMissing(ValueError):
+    """The data lacks one of the four anchor kinds, so the anchors cannot be fitted on it."""
+
+
 @dataclass
 class ProDetOptions(MethodOptions):
     bridging: bool = True  # mix neighbouring anchors' features (the progressive bridges)
     transition: bool = True  # train the transition blocks between anchors
     weights: dict[str, float] = field(default_factory=dict)  # per loss part (LOSS_PARTS), 1.0 when unset
     anchor_momentum: float = 0.98  # EMA of the anchor centres while training (0 = off)
-    anchor_batches: int = 8  # training batches the anchors are fitted on after training
+    anchor_batches: int = 8  # training batches the anchors are fitted on after training (0 = keep the EMA ones)
     anchor_batch_size: int = 32  # items per such batch (an item holds one face in all four kinds)
 
     def check(self, where: str) -> None:
@@ -197,9 +201,16 @@ class ProDetMethod(TrainingMethod):
 
     def after_training(self, checkpoint: Path) -> dict[str, Any] | None:
         """Fit the final checkpoint's path anchors exactly (eval mode, training split without
-        augmentation) and write it back: what ``fit-anchors`` does, run by the engine."""
-        counts = fit_checkpoint(checkpoint, self.recipe, self.options.anchor_batches, self.options.anchor_batch_size,
-                                seed=int((self.recipe.get("train") or {}).get("seed", 0)))
+        augmentation) and write it back: what ``fit-anchors`` does, run by the engine. Data without
+        all four anchor kinds (a stand-in set) keeps the anchors tracked while training, and says so."""
+        if self.options.anchor_batches <= 0:
+            return None
+        try:
+            counts = fit_checkpoint(checkpoint, self.recipe, self.options.anchor_batches,
+                                    self.options.anchor_batch_size,
+                                    seed=int((self.recipe.get("train") or {}).get("seed", 0)))
+        except AnchorKindsMissing as exc:
+            return {"anchors_not_fitted": str(exc)}
         return {"anchors": counts}
 
 
@@ -231,7 +242,8 @@ def fit_anchors(model: nn.Module, batches: Iterable[dict[str, Any]], max_batches
     counts = {K.KIND_NAMES[k]: sum(len(f) for f in v) for k, v in feats.items()}
     missing = [name for name, n in counts.items() if n == 0]
     if missing:
-        raise ValueError(f"fit_anchors saw no samples of {', '.join(missing)}; the data needs all four anchor kinds")
+        raise AnchorKindsMissing(f"fit_anchors saw no samples of {', '.join(missing)}; "
+                                 "the data needs all four anchor kinds")
     stacked = [torch.cat(feats[k]) for k in ANCHOR_KINDS]
     model.set_anchors(torch.stack([f.mean(0) for f in stacked]), spread_features=stacked)
     return counts
