@@ -64,6 +64,7 @@ from .base import Detector
 from .config import DetectorConfig
 from .conv_stem import make_patch_stem
 from .registry import register_detector
+from .towers import keep_first_blocks
 
 PSEUDO_WORD = "[*]"
 PROMPT = "Is this photo real [*]?"
@@ -434,7 +435,8 @@ class AntifakePromptDetector(Detector):
         """A DINOv2 ViT (timm names) as this VLM's vision encoder (``training.pretrained_init``)."""
         if module != "vlm.vision_model" or "blocks.0.attn.qkv.weight" not in state:
             return state
-        return dinov2_to_blip_vision(state, self.config.input_size // self.config.patch_size)
+        return dinov2_to_blip_vision(keep_first_blocks(state, self.config.vision_layers),
+                                     self.config.input_size // self.config.patch_size)
 
     # ---- checkpoint side files ----------------------------------------------------------------
     def _save_pretrained(self, save_directory: Path) -> None:
@@ -571,18 +573,19 @@ def demo_config(**overrides) -> AntifakePromptConfig:
     cfg = AntifakePromptConfig(
         name="antifake_prompt_demo", input_size=126, crop_size=126, crop_margin=1.3,
         mean=DINOV2_MEAN, std=DINOV2_STD,
-        vision_hidden=384, vision_layers=12, vision_heads=6, vision_mlp=1536, patch_size=14,
+        vision_hidden=384, vision_layers=6, vision_heads=6, vision_mlp=1536, patch_size=14,
         num_query_tokens=8, qformer_hidden=192, qformer_layers=2, qformer_heads=4, qformer_mlp=512,
         qformer_cross_every=1, qformer_vocab_size=base, qformer_max_positions=64,
         lm_hidden=192, lm_layers=3, lm_heads=4, lm_mlp=384, lm_max_positions=128,
         vocab_size=base, image_token_id=tok.convert_tokens_to_ids("<image>"), bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tokenizer="word-level", dtype="float32",
-        itm_head=True, vision_head_classes=0, patch_stem="linear", storage_dtype="float16")
+        itm_head=True, vision_head_classes=6, patch_stem="linear", storage_dtype="float16")
     return cfg.updated(**overrides)
 
 
 @register_detector
 def antifake_prompt_demo(**overrides) -> AntifakePromptDetector:
-    """A small InstructBLIP for 2 CPU cores: DINOv2 ViT-S/14 at 126 px as its vision encoder (22 M
-    parameters), a 2-layer Q-Former and a 3-layer language model (~2.5 M), word-level tokenizer."""
+    """A small InstructBLIP for 2 CPU cores: the first six blocks of DINOv2 ViT-S/14 at 126 px as its
+    vision encoder (11 M parameters), a 2-layer Q-Former and a 3-layer language model (~2.5 M),
+    word-level tokenizer."""
     return AntifakePromptDetector(demo_config(**overrides))

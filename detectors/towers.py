@@ -102,6 +102,13 @@ class BertTextTower(nn.Module):
         return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
+def keep_first_blocks(state: dict[str, torch.Tensor], depth: int, prefix: str = "blocks.") -> dict[str, torch.Tensor]:
+    """A ViT's tensors without the blocks from ``depth`` on (a tower that keeps a source's first blocks)."""
+    def index(key: str) -> int:
+        return int(key[len(prefix):].split(".", 1)[0])
+    return {k: v for k, v in state.items() if not (k.startswith(prefix) and index(k) >= depth)}
+
+
 # --------------------------------------------------------------------------- the pruned WordPiece vocabulary
 def read_vocab(path: str | Path) -> list[str]:
     """A BERT ``vocab.txt``: one piece per line, the line number is its id."""

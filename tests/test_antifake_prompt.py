@@ -139,9 +139,9 @@ def test_method_stages_freeze_all_but_the_soft_prompt(tiny):
 def test_vision_stage_trains_the_encoder_then_pretrain_keeps_it_frozen(tiny):
     from detectors.antifake_prompt import demo_config
 
-    demo = demo_config()  # the demo's encoder is DINOv2 ViT-S/14: the paper's patchify stem, no vision head
-    assert (demo.patch_stem, demo.vision_head_classes, AntifakePromptConfig().patch_stem) == ("linear", 0, "linear")
-    assert (demo.vision_hidden, demo.vision_layers, demo.patch_size, demo.input_size) == (384, 12, 14, 126)
+    demo = demo_config()  # the demo's encoder is DINOv2 ViT-S/14's first six blocks: the paper's patchify stem
+    assert (demo.patch_stem, demo.vision_head_classes, AntifakePromptConfig().patch_stem) == ("linear", 6, "linear")
+    assert (demo.vision_hidden, demo.vision_layers, demo.patch_size, demo.input_size) == (384, 6, 14, 126)
     assert get_method("antifake_prompt").stages()[0].options["freeze_vision"] is False
     method = get_method("antifake_prompt", {"method": {"stages": ["vision_warmup", "vision", "pretrain", "prompt"]}})
     warmup, vision, pretrain, prompt = method.stages()

@@ -8,8 +8,8 @@ from torch import nn
 from detectors import build_detector
 from detectors.conv_stem import ConvStem, make_patch_stem
 
-TINY_VLFFD = dict(input_size=32, patch_size=8, crop_size=48, vision_width=32, vision_layers=1, vision_heads=2,
-                  vision_mlp=64, text_width=32, text_layers=1, text_heads=2, text_mlp=64, embed_dim=16)
+TINY_VLFFD = dict(vision_tower="clip", text_tower="clip", tokenizer="word", text_context=16, input_size=32,
+                  patch_size=8, crop_size=48, vision_width=32, vision_layers=1, vision_heads=2, vision_mlp=64, text_width=32, text_layers=1, text_heads=2, text_mlp=64, embed_dim=16)
 
 
 @pytest.mark.parametrize("patch,size", [(2, 16), (8, 32), (16, 64)])
@@ -29,10 +29,9 @@ def test_stem_rejects_what_it_cannot_build():
     assert make_patch_stem("linear", 3, 16, 8) is None
 
 
-def test_vlffd_demo_uses_the_conv_stem_and_full_the_patchify():
-    assert build_detector("vlffd_demo").config.patch_stem == "conv"
+def test_vlffd_clip_towers_take_the_conv_stem_and_full_the_patchify():
     assert build_detector("vlffd_full").config.patch_stem == "linear"
-    conv = build_detector("vlffd_demo", **TINY_VLFFD)
+    conv = build_detector("vlffd_demo", patch_stem="conv", **TINY_VLFFD)
     linear = build_detector("vlffd_demo", patch_stem="linear", **TINY_VLFFD)
     assert isinstance(conv.vision.vision_model.embeddings.patch_embedding, ConvStem)
     assert type(linear.vision.vision_model.embeddings.patch_embedding) is nn.Conv2d
@@ -42,7 +41,7 @@ def test_vlffd_demo_uses_the_conv_stem_and_full_the_patchify():
 
 def test_stem_is_trained_through_the_tower():
     torch.manual_seed(0)
-    model = build_detector("vlffd_demo", **TINY_VLFFD).train()
+    model = build_detector("vlffd_demo", patch_stem="conv", **TINY_VLFFD).train()
     out = model(torch.randn(4, 3, 32, 32), sentences=False)
     out["logits"][:, 1].sum().backward()
     stem = model.vision.vision_model.embeddings.patch_embedding

@@ -269,8 +269,8 @@ def test_full_config_is_clip_b16():
     demo = build_detector("vlffd_demo")
     cfg = demo.config
     assert (cfg.vision_tower, cfg.text_tower) == ("vit", "bert")
-    assert (cfg.input_size, cfg.patch_size, cfg.vision_width, cfg.vision_layers) == (126, 14, 384, 12)  # DINOv2 ViT-S/14
-    assert 21e6 < sum(p.numel() for p in demo.vision.parameters()) < 23e6
+    assert (cfg.input_size, cfg.patch_size, cfg.vision_width, cfg.vision_layers) == (126, 14, 384, 6)  # DINOv2 ViT-S/14
+    assert 10e6 < sum(p.numel() for p in demo.vision.parameters()) < 12e6  # its first six blocks
     assert cfg.text_vocab_size == len(cfg.text_pieces) < 400  # the pruned WordPiece table
     ids, mask = demo.tokenizer(list(demo.sentences))
     assert not (ids == cfg.text_pieces.index("[UNK]")).any(), "every candidate sentence tokenizes without [UNK]"
