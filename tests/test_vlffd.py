@@ -46,22 +46,35 @@ def fake_batch(size: int = 32, n: int = 6) -> dict:
             "video_id": [str(i) for i in range(n)]}
 
 
-def test_regions_match_the_engine():
-    assert SENTENCE_REGIONS == kinds.SENTENCE_REGIONS
-
-
-def test_sentences_match_the_engine():
+def test_the_engine_writes_the_detectors_sentences():
+    """One grammar: the forgery engine re-exports ``detectors.sentences`` instead of keeping a copy."""
+    from detectors import sentences as grammar
     from training.data import sentences as engine
 
+    assert kinds.SENTENCE_REGIONS is grammar.SENTENCE_REGIONS is SENTENCE_REGIONS
+    assert engine.region_sentence is grammar.region_sentence is region_sentence
+    assert engine.parse_sentence is grammar.parse_sentence
+    assert engine.PART_NAMES is grammar.PART_NAMES
+    assert engine.REAL_SENTENCE == REAL_SENTENCE and engine.WHOLE_FACE_SENTENCES[kinds.REGION] == WHOLE_FACE_SENTENCE
+    coarse = tuple(engine.WHOLE_FACE_SENTENCES[k] for k in (kinds.SBI, kinds.DONOR, kinds.DEEPFAKE))
+    assert coarse == grammar.COARSE_SENTENCES
     ours, named = candidate_sentences()
-    assert ours[0] == engine.REAL_SENTENCE
-    assert engine.WHOLE_FACE_SENTENCES[kinds.REGION] in ours
     for sentence, regions in zip(ours, named):
-        assert engine.region_sentence(regions) == sentence
-        assert engine.parse_sentence(sentence) == set(regions)
-    from detectors.vlffd import COARSE_SENTENCES
+        assert engine.parse_sentence(sentence) == set(regions), sentence
 
-    assert set(COARSE_SENTENCES) == {engine.WHOLE_FACE_SENTENCES[k] for k in (kinds.SBI, kinds.DONOR, kinds.DEEPFAKE)}
+
+def test_the_shipped_vocabulary_is_the_grammars():
+    """The demo checkpoint's word vocabulary was built from these sentences: a reworded sentence
+    would leave words the checkpoint never saw."""
+    import json
+    from pathlib import Path
+
+    from detectors.vlffd import default_vocab
+
+    config = json.loads((Path(__file__).resolve().parent.parent / "assets/checkpoints/vlffd/config.json").read_text())
+    if config.get("tokenizer") != "word":
+        pytest.skip("the shipped VLFFD checkpoint does not use the word-level tokenizer")
+    assert tuple(config["vocab"]) == default_vocab(tuple(config["regions"]), config["max_parts"])
 
 
 def test_candidate_sentences():

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.data import kinds
-from training.data.sentences import REAL_SENTENCE, WHOLE_FACE_SENTENCES
+from training.data.sentences import PART_NAMES, REAL_SENTENCE, WHOLE_FACE_SENTENCES
 
 from .base import MethodOptions, Stage, TrainingMethod, register_method
 
@@ -43,10 +43,8 @@ WHOLE_FACE_SENTENCE = WHOLE_FACE_SENTENCES[kinds.REGION]
 #: How each kind of face was made, in words (the answer to the "kind" question).
 KIND_ANSWERS = {kinds.REAL: "a camera photo", kinds.SBI: "a self-blend", kinds.DONOR: "a face swap",
                 kinds.DEEPFAKE: "a deepfake", kinds.REGION: "a region edit"}
-#: Region names as the questions say them (the person's left/right).
-PART_WORDS = {"left_eye": "left eye", "right_eye": "right eye", "left_brow": "left eyebrow",
-              "right_brow": "right eyebrow", "nose": "nose", "mouth": "mouth", "left_cheek": "left cheek",
-              "right_cheek": "right cheek", "forehead": "forehead", "face": "whole face"}
+#: Region names as the questions say them (the person's left/right): the sentences' own part names.
+PART_WORDS = PART_NAMES
 REAL_QUESTION = "Is this photo real?"
 KIND_QUESTION = "How was this face made?"
 DESCRIBE_QUESTION = "Which parts of this face are forged?"
