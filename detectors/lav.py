@@ -52,6 +52,7 @@ from torch import nn
 
 from .base import Detector
 from .config import DetectorConfig
+from .patch_grid import patch_similarity
 from .registry import register_detector
 
 # SRM kernels of the authors' SRMConv2d_simple (KB/4, KV/12, horizontal 2nd order/2). These are
@@ -403,11 +404,9 @@ class LocateAndVerify(Detector):
 
 def similarity_to_peak(embeddings: torch.Tensor, location: torch.Tensor) -> torch.Tensor:
     """Cosine similarity of every patch embedding to that of the most-forged patch: (B, G, G)."""
-    b, d, h, w = embeddings.shape
-    e = F.normalize(embeddings.float().flatten(2), dim=1)  # (B, D, HW)
     peak = location.flatten(1).argmax(1)
-    ref = e[torch.arange(b, device=e.device), :, peak]  # (B, D)
-    return torch.einsum("bd,bdn->bn", ref, e).view(b, h, w)
+    ref = embeddings.flatten(2)[torch.arange(embeddings.shape[0], device=embeddings.device), :, peak]  # (B, D)
+    return patch_similarity(embeddings, ref)
 
 
 def stream_state_from_timm(timm_state: dict[str, torch.Tensor], with_exit: bool = True) -> dict[str, torch.Tensor]:
@@ -424,13 +423,6 @@ def stream_state_from_timm(timm_state: dict[str, torch.Tensor], with_exit: bool 
             continue
         out[key] = value
     return out
-
-
-def patch_similarity_matrix(embeddings: np.ndarray | torch.Tensor) -> np.ndarray:
-    """(D, G, G) embeddings of one image -> (G*G, G*G) cosine similarity matrix (row = a patch)."""
-    e = torch.as_tensor(np.asarray(embeddings), dtype=torch.float32).flatten(1)
-    e = F.normalize(e, dim=0)
-    return (e.T @ e).numpy()
 
 
 # ---- registry entries ----------------------------------------------------------------------------

@@ -6,25 +6,13 @@ import numpy as np
 import torch
 
 from detectors.faces import AlignedFace
+from detectors.patch_grid import patch_similarity_row  # the one implementation; re-exported for callers
 
 from .base import Explanation
 from .charts import map_panel
 from .evidence import gradcam_explanation, verdict_words
 from .render import heatmap_overlay, resize_map
 from .scales import fixed, per_picture, scale_for, scaled_map_panel
-
-
-def patch_similarity_row(embeddings: np.ndarray, index: int) -> np.ndarray:
-    """Cosine similarity of every patch to patch ``index`` (row-major), as a (G, G) grid.
-
-    ``embeddings`` is the (D, G, G) array kept in the similarity explanation's ``data``; the app
-    calls this when a user clicks a patch.
-    """
-    e = np.asarray(embeddings, dtype=np.float32)
-    d, g, _ = e.shape
-    flat = e.reshape(d, -1)
-    flat = flat / (np.linalg.norm(flat, axis=0, keepdims=True) + 1e-8)
-    return (flat[:, index] @ flat).reshape(g, g)
 
 
 def location_explanation(detector, aligned: AlignedFace, out: dict) -> Explanation:

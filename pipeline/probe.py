@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from detectors.patch_grid import patch_similarity_row
+
 from .results import DetectorResult
 
 
@@ -31,10 +33,8 @@ class PatchProbe:
         return min(g - 1, max(0, int(y * g / h))), min(g - 1, max(0, int(x * g / w)))
 
     def similarity(self, patch: tuple[int, int]) -> np.ndarray:
-        e = np.asarray(self.embeddings, np.float32).reshape(self.embeddings.shape[0], -1)
-        e = e / (np.linalg.norm(e, axis=0, keepdims=True) + 1e-8)
-        g = self.grid
-        return (e[:, patch[0] * g + patch[1]] @ e).reshape(g, g)
+        """The (G, G) cosine similarity of every patch to ``patch`` (row, column)."""
+        return patch_similarity_row(self.embeddings, patch[0] * self.grid + patch[1])
 
 
 def patch_probe(result: DetectorResult, limit: int | None = None) -> PatchProbe | None:

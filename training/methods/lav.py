@@ -37,6 +37,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from detectors.patch_grid import patch_similarity
+
 from .base import MethodOptions, MethodOptionsError, Stage, TrainingMethod, register_method
 
 @dataclass
@@ -78,7 +80,8 @@ def sspsl_pseudo_labels(embeddings: torch.Tensor, labels: torch.Tensor, prior: t
     With no reals (or no fakes) in the batch every fake patch inside the prior gets 1.
     """
     with torch.no_grad():
-        e = F.normalize(embeddings.float(), dim=1).permute(0, 2, 3, 1)  # (B, G, G, D)
+        unit = F.normalize(embeddings.float(), dim=1)  # (B, D, G, G)
+        e = unit.permute(0, 2, 3, 1)  # (B, G, G, D)
         out = torch.zeros(e.shape[:3], dtype=torch.long, device=e.device)
         fake, real = labels > 0, labels == 0
         if not fake.any():
@@ -89,8 +92,9 @@ def sspsl_pseudo_labels(embeddings: torch.Tensor, labels: torch.Tensor, prior: t
         fe = e[fake]  # (F, G, G, D)
         fake_mean = (fe * prior[None, :, :, None]).sum((0, 1, 2)) / fe.shape[0] / prior.numel()
         real_mean = e[real].reshape(-1, e.shape[-1]).mean(0)
-        to_fake = F.cosine_similarity(fe, fake_mean.expand_as(fe), dim=-1)
-        to_real = F.cosine_similarity(fe, real_mean.expand_as(fe), dim=-1)
+        n = fe.shape[0]
+        to_fake = patch_similarity(unit[fake], fake_mean.expand(n, -1))
+        to_real = patch_similarity(unit[fake], real_mean.expand(n, -1))
         out[fake] = (to_fake > to_real).long()
         return out
 
