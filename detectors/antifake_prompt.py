@@ -63,6 +63,7 @@ from torch import nn
 from .base import Detector
 from .config import DetectorConfig
 from .conv_stem import make_patch_stem
+from .patch_grid import tokens_to_grid
 from .registry import register_detector
 from .towers import keep_first_blocks
 
@@ -427,9 +428,7 @@ class AntifakePromptDetector(Detector):
 
     def reshape_transform(self, tokens: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         """ViT tokens (B, 1 + N, C) -> (B, C, sqrt N, sqrt N), dropping the class token."""
-        grid = self.config.input_size // self.config.patch_size
-        t = tokens[:, 1:, :]
-        return t.reshape(t.shape[0], grid, grid, t.shape[-1]).permute(0, 3, 1, 2)
+        return tokens_to_grid(tokens, self.config.input_size // self.config.patch_size)
 
     def adapt_init_state(self, module: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """A DINOv2 ViT (timm names) as this VLM's vision encoder (``training.pretrained_init``)."""

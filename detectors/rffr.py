@@ -74,6 +74,7 @@ from torch import nn
 from .base import Detector
 from .config import IMAGENET_MEAN, IMAGENET_STD, DetectorConfig
 from .conv_stem import make_patch_stem
+from .patch_grid import tokens_to_grid
 from .registry import register_detector
 
 _NORM = partial(nn.LayerNorm, eps=1e-6)
@@ -421,14 +422,10 @@ class RFFRDetector(Detector):
 
     def reshape_transform(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, 1+K, D) tokens of the last forward -> (B, D, g, g), unseen patches zero."""
-        g = self.config.grid
         ids = self._last_patch_ids
         if ids is None or tokens.shape[1] - 1 != ids.numel():
             raise RuntimeError("reshape_transform needs the patch ids of the forward pass that made these tokens")
-        b, _, d = tokens.shape
-        grid = tokens.new_zeros(b, g * g, d)
-        grid[:, ids] = tokens[:, 1:]
-        return grid.transpose(1, 2).reshape(b, d, g, g)
+        return tokens_to_grid(tokens, self.config.grid, patch_ids=ids)
 
 
 def _build(name: str, **overrides: Any) -> RFFRDetector:

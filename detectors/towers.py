@@ -28,6 +28,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .patch_grid import tokens_to_grid
+
 BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
 
 
@@ -75,9 +77,7 @@ class VitTower(nn.Module):
 
     def tokens_to_grid(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, 1 + g*g, C) -> (B, C, g, g), the class token dropped."""
-        prefix = self.vit.num_prefix_tokens
-        g = self.grid
-        return tokens[:, prefix:, :].reshape(tokens.shape[0], g, g, tokens.shape[-1]).permute(0, 3, 1, 2)
+        return tokens_to_grid(tokens, self.grid, self.vit.num_prefix_tokens)
 
 
 class BertTextTower(nn.Module):

@@ -69,6 +69,7 @@ from torch import nn
 from .base import Detector
 from .config import DetectorConfig
 from .conv_stem import make_patch_stem
+from .patch_grid import tokens_to_grid
 from .registry import register_detector
 # The sentence grammar's one home; re-exported here, where VLFFD's callers have always found it.
 from .sentences import (BOTH, COARSE_SENTENCES, PART_NAMES, REAL_SENTENCE, SENTENCE_REGIONS,  # noqa: F401
@@ -398,8 +399,7 @@ class VlffdDetector(Detector):
         """(B, 1 + g*g, C) ViT tokens -> (B, C, g, g), CLS dropped."""
         if self.config.vision_tower == "vit":
             return self.vision.tokens_to_grid(tokens)
-        grid = self.config.input_size // self.config.patch_size
-        return tokens[:, 1:, :].reshape(tokens.shape[0], grid, grid, tokens.shape[-1]).permute(0, 3, 1, 2)
+        return tokens_to_grid(tokens, self.config.input_size // self.config.patch_size)
 
     # ---- checkpoints -----------------------------------------------------------------------
     #: Saved beside config.json; the hub loader hands the folder to :meth:`load_side_files`.
