@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable, ClassVar, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -30,7 +30,17 @@ from .file_format import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE
 from .registry import register_family
 from .verdict import Verdict
 
-__all__ = ["CONFIG_FILE", "FORMAT_VERSION", "WEIGHTS_FILE", "Detector"]  # the names also live in file_format
+__all__ = ["CONFIG_FILE", "FORMAT_VERSION", "WEIGHTS_FILE", "Decision", "Detector"]  # file names: file_format's
+
+
+class Decision(NamedTuple):
+    """One face through a detector (:meth:`Detector.decide`): the crop, the model input, the
+    forward output (which the explainers read) and the verdict."""
+
+    aligned: AlignedFace
+    x: torch.Tensor
+    out: dict[str, Any]
+    verdict: Verdict
 
 
 class Detector(
@@ -103,21 +113,31 @@ class Detector(
             return torch.device("cpu")
 
     @torch.no_grad()
+    def decide(self, rgb: np.ndarray, face: Face, face_index: int = 0, n_faces: int = 1) -> Decision:
+        """Crop ``face`` by this detector's policy, run the model in eval mode, build the
+        :class:`Verdict`: the one inference path, shared by :meth:`predict` and the app's pipeline
+        (which explains the same forward output instead of running the model twice)."""
+        aligned = self.crop(rgb, face)
+        x = self.preprocess(aligned)
+        was_training = self.training
+        self.eval()
+        try:
+            out = self(x)
+        finally:
+            self.train(was_training)
+        verdict = Verdict(self.config.name, float(out["prob_fake"][0]), float(self.config.threshold), self.source,
+                          aligned.image, face_index=face_index, n_faces=n_faces)
+        return Decision(aligned, x, out, verdict)
+
     def predict(self, image: ImageSource, face: Face | None = None, faces: list[Face] | None = None) -> Verdict:
         """Find the largest face (or use ``face``), crop it by this detector's policy, decide."""
         rgb = load_image(image)
         if face is None:
             faces = faces or detect_faces(rgb)
             face = faces[0]
-        aligned = self.crop(rgb, face)
-        was_training = self.training
-        self.eval()
-        out = self(self.preprocess(aligned))
-        self.train(was_training)
         n = len(faces) if faces else 1
         index = faces.index(face) if faces and face in faces else 0
-        return Verdict(self.config.name, float(out["prob_fake"][0]), float(self.config.threshold), self.source,
-                       aligned.image, face_index=index, n_faces=n)
+        return self.decide(rgb, face, index, n).verdict
 
     # ---- Hub format --------------------------------------------------------------------------
     def _save_pretrained(self, save_directory: Path) -> None:

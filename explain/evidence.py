@@ -79,9 +79,14 @@ def explain(detector, aligned: AlignedFace) -> tuple[dict, list[Explanation]]:
     detector.eval()
     with torch.no_grad():
         out = detector(x)
+    return out, explanations_for(detector, aligned, x, out)
+
+
+def explanations_for(detector, aligned: AlignedFace, x: torch.Tensor, out: dict) -> list[Explanation]:
+    """The family's explanations of a forward output already computed (``Detector.decide``'s),
+    Grad-CAM alone for a family without its own explainer."""
     fn = _family_explainer(detector.family)
-    explanations = fn(detector, aligned, x, out) if fn else [gradcam_explanation(detector, aligned, x, out=out)]
-    return out, explanations
+    return fn(detector, aligned, x, out) if fn else [gradcam_explanation(detector, aligned, x, out=out)]
 
 
 def as_heatmap_at(explanation: Explanation, size: tuple[int, int]) -> np.ndarray | None:

@@ -14,13 +14,14 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from detectors import Verdict, compute_thread
-from detectors.faces import AlignedFace, Face
+from detectors import Detector, compute_thread
+from detectors.base import Decision
+from detectors.faces import Face
 from detectors.faces.io import ImageSource
 from detectors.measured import measured_of
 from detectors.source_policy import SourcePolicy
 from explain.base import Explanation
-from explain.evidence import explain as explain_face
+from explain.evidence import explanations_for
 
 from .images import PreparedImage, prepare
 from .loading import LoadedDetector, ModelCache, short_reason
@@ -47,29 +48,26 @@ def run_detector(loaded: LoadedDetector, prepared: PreparedImage, face_index: in
     started = time.perf_counter()
     try:
         with loaded.lock:
-            aligned, out, explanations = compute_thread.run(_decide, model, prepared.rgb, face, with_explanations)
-        verdict = Verdict(model.config.name, float(out["prob_fake"][0]), float(model.config.threshold), model.source,
-                          aligned.image, face_index=index, n_faces=len(prepared.faces))
+            decision, explanations = compute_thread.run(_decide, model, prepared.rgb, face, with_explanations, index,
+                                                        len(prepared.faces))
     except Exception as exc:  # noqa: BLE001 - one broken detector must not take the page down
         log.exception("%s failed", slot.name)
         return DetectorResult(slot.family, model.config.name, loaded.title, loaded.paper, "error",
                               f"This detector failed on this face ({short_reason(exc)}).", loaded.requested,
                               model.source, seconds=time.perf_counter() - started)
     return DetectorResult(slot.family, model.config.name, loaded.title, loaded.paper, "ok", loaded.message,
-                          loaded.requested, model.source, verdict, list(explanations), aligned,
+                          loaded.requested, model.source, decision.verdict, list(explanations), decision.aligned,
                           time.perf_counter() - started, measured_of(model.config))
 
 
-def _decide(model, rgb: np.ndarray, face: Face, with_explanations: bool) -> tuple[AlignedFace, dict, list[Explanation]]:
-    """Crop, verdict and (optionally) explanations: the part of a run that belongs on the compute thread."""
-    aligned = model.crop(rgb, face)
-    if with_explanations:
-        out, explanations = explain_face(model, aligned)
-        return aligned, out, explanations
-    import torch
-
-    with torch.no_grad():
-        return aligned, model.eval()(model.preprocess(aligned)), []
+def _decide(model: Detector, rgb: np.ndarray, face: Face, with_explanations: bool, face_index: int = 0,
+            n_faces: int = 1) -> tuple[Decision, list[Explanation]]:
+    """Crop, verdict (``Detector.decide``, the path ``Detector.predict`` takes too) and, optionally,
+    explanations of that same forward output: the part of a run that belongs on the compute thread."""
+    model.eval()  # the explainers read the model as it decided
+    decision = model.decide(rgb, face, face_index, n_faces)
+    explanations = explanations_for(model, decision.aligned, decision.x, decision.out) if with_explanations else []
+    return decision, explanations
 
 
 @dataclass(frozen=True)

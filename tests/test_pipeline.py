@@ -105,9 +105,31 @@ def test_run_gives_verdict_and_explanations(analyzer, prepared):
     assert off.status == "off" and off.verdict is None
 
 
+def test_the_pipeline_and_predict_share_one_inference_path(analyzer, prepared, monkeypatch):
+    """Both crop, decide and build the Verdict through ``Detector.decide``, so they agree exactly."""
+    from detectors import Detector
+
+    model = analyzer.loaded("tiny").model
+    seen: list[int] = []
+    original = Detector.decide
+
+    def spy(self, rgb, face, face_index=0, n_faces=1):
+        seen.append(face_index)
+        return original(self, rgb, face, face_index, n_faces)
+
+    monkeypatch.setattr(Detector, "decide", spy)
+    for with_explanations in (True, False):
+        result = analyzer.run_one("tiny", prepared, with_explanations=with_explanations)
+        direct = model.predict(prepared.rgb, faces=prepared.faces)
+        assert result.verdict.prob_fake == direct.prob_fake and result.verdict.threshold == direct.threshold
+        assert np.array_equal(result.verdict.crop, direct.crop) and result.aligned.image is result.verdict.crop
+        assert bool(result.explanations) is with_explanations
+    assert seen == [0, 0, 0, 0]
+
+
 def test_a_failing_detector_becomes_an_error_card(analyzer, prepared, monkeypatch):
     loaded = analyzer.loaded("tiny")
-    monkeypatch.setattr(running, "explain_face", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
+    monkeypatch.setattr(running, "explanations_for", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
     result = pipeline.run_detector(loaded, prepared)
     assert result.status == "error" and "boom" in result.message
 
