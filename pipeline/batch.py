@@ -24,7 +24,6 @@ import argparse
 import json
 import logging
 import os
-import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -39,6 +38,10 @@ PHOTO_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv",
                               ".3gp", ".ogv", ".ts", ".mts"})
 PART_SUFFIX = ".part-"
+
+
+class BatchError(ValueError):
+    """The run cannot start (a checkpoint named with ``--source`` does not load); says why."""
 
 HELP = "analyse photos and videos (files or folders) into JSON lines; resumable; spreads over Accelerate processes"
 
@@ -141,7 +144,8 @@ def analyze_file(analyzer, item: BatchFile, options: dict[str, Any], choices: di
     except FaceError as exc:
         record.update(status="error", error=type(exc).__name__, message=str(exc))
     except OSError as exc:
-        record.update(status="error", error=type(exc).__name__, message=f"This file could not be read ({exc.strerror or exc}).")
+        record.update(status="error", error=type(exc).__name__,
+                      message=f"This file could not be read ({exc.strerror or exc}).")
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop the run
         log.exception("%s failed", item.path)
         record.update(status="error", error=type(exc).__name__,
@@ -241,7 +245,7 @@ def make_analyzer(options: BatchOptions, device: Any = None):
     for slot in analyzer.slots:
         loaded = analyzer.loaded(slot.family, choices[slot.family].source)
         if slot.family in sources and loaded.message:
-            raise SystemExit(f"--source {slot.family}={sources[slot.family]}: {loaded.message}")
+            raise BatchError(f"--source {slot.family}={sources[slot.family]}: {loaded.message}")
         if loaded.message:
             print(f"{slot.family}: {loaded.message}", file=sys.stderr)
         if loaded.model is not None and device is not None and str(device) != "cpu":
@@ -276,8 +280,9 @@ def run_batch(inputs: list[str | Path], out: str | Path, options: BatchOptions =
         print(f"{len(files)} files ({kinds['photo']} photos, {kinds['video']} videos, {kinds['other']} other); "
               f"{counts['done']} already in {out.name}, {len(pending)} to analyse"
               + (f" over {world} processes" if world > 1 else ""), file=sys.stderr)
-    if mine:
+    if pending:  # every process loads (even one with nothing left), so a bad --source stops them all alike
         analyzer, choices = make_analyzer(options, state.device)
+    if mine:
         part = out.with_name(f"{out.name}{PART_SUFFIX}{rank}")
         with open(part, "a", encoding="utf-8") as f, \
                 tqdm(total=len(mine), unit="file", desc=f"process {rank}" if world > 1 else "files",
@@ -289,6 +294,8 @@ def run_batch(inputs: list[str | Path], out: str | Path, options: BatchOptions =
                 f.flush()
                 counts[record["status"]] += 1
                 bar.update(1)
+    if world > 1:
+        print(f"process {rank}: {len(mine)} files analysed", file=sys.stderr)
     state.wait_for_everyone()
     if state.is_main_process:
         n = merge(out, files)
@@ -324,7 +331,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("paths", nargs="+", metavar="PATH", help="photos, videos, or folders (walked recursively)")
     p.add_argument("--out", required=True, help="the JSON lines file (appended to and resumed from)")
-    p.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="frames sampled per video, 1..64 (default: %(default)s)")
+    p.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
+                   help="frames sampled per video, 1..64 (default: %(default)s)")
     p.add_argument("--detectors", default="", metavar="FAMILIES",
                    help="comma-separated families to run (default: all built-in): " + ", ".join(_family_choices()))
     p.add_argument("--source", action="append", default=[], metavar="FAMILY=SOURCE",
@@ -368,7 +376,11 @@ def run(args: argparse.Namespace) -> int:
     except argparse.ArgumentTypeError as exc:
         print(exc, file=sys.stderr)
         return 2
-    counts = run_batch(args.paths, args.out, options, cpu=args.cpu, progress=args.progress)
+    try:
+        counts = run_batch(args.paths, args.out, options, cpu=args.cpu, progress=args.progress)
+    except BatchError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     if _is_main_process():
         done = f" ({counts['done']} of them from an earlier run)" if counts["done"] else ""
         print(f"{counts['ok']} analysed, {counts['error']} could not be, {counts['skipped']} skipped{done}",
@@ -389,7 +401,6 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    args.command_line = "python -m pipeline " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
