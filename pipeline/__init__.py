@@ -16,6 +16,7 @@ Shared by the app (``app.py`` and :mod:`ui`), the Python API and a command line:
 - :mod:`pipeline.probe`: the clickable patch-similarity grid (LAV).
 - :mod:`pipeline.video`: a clip sampled, its face followed, every detector per frame
   (:func:`analyze_video` -> :class:`VideoReport`; see docs/video.md).
+- :mod:`pipeline.batch`: ``python -m pipeline analyze PATH... --out results.jsonl`` (docs/batch.md).
 """
 from .images import PreparedImage, faces_picture, prepare
 from .loading import LoadedDetector, ModelCache
