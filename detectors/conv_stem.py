@@ -5,7 +5,7 @@ Started from random weights on the project's ~1500 training faces, such ViTs sta
 demo ViTs of RFFR, AntifakePrompt and VLFFD never left it (VLFFD's did not fit even its training
 forgeries in 1500 steps), and on reals against autoencoder faces alone VLFFD's tower stayed at
 0.45-0.55 where a 4-block CNN reached AUC 1.00 by step 250. With this stem the same tower
-reached 0.96 at step 200 (``bench/vit_stem_probe.py``), and RFFR's detector ViTs left chance
+reached 0.96 at step 200 (``experiments/vit_stem_probe.py``), and RFFR's detector ViTs left chance
 after ~550 steps on their full forgery mix (held-out AUC 0.74 at step 1000). This is the convolutional stem of Xiao et al., "Early
 Convolutions Help Transformers See Better" (NeurIPS 2021): stacked 3x3 convolutions with batch
 norm in place of the patchify layer, the transformer unchanged. The papers start their ViTs

@@ -57,7 +57,7 @@ Choices where the paper is silent or where we deviate:
   AUC 0.80 after 1000 + 750 + 600 detector steps and 300 more with block sampling off
   (``keep_prob=1.0``; autoencoder fakes 0.999, blends 0.68-0.70); see its model card.
 * ``aux["residual_energy"]`` (mean squared residual over the 16 blocks) is the stage-1-only
-  score used to test the paper's central claim (``bench/rffr_residual_devgan.py``).
+  score used to test the paper's central claim (``experiments/rffr_residual_devgan.py``).
 """
 from __future__ import annotations
 

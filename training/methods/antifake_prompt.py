@@ -16,7 +16,7 @@ forged?", "How was this face made?", "Which parts of this face are forged?"), pl
 image-text matching (a Q-Former head). Trained jointly from random weights instead
 (``method.stages: [pretrain, prompt]``), the encoder never learned: the image evidence stayed at
 chance at the Q-Former while the same encoder with a linear head on its tokens learned
-(``bench/afp_path_probe.py``). The soft prompt is not trained here; the ``[*]`` rows are kept
+(``experiments/afp_path_probe.py``). The soft prompt is not trained here; the ``[*]`` rows are kept
 equal to the embedding of ``init_word`` (the authors' optional initialisation) so the prompt
 stage starts from it.
 

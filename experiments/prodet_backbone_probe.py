@@ -1,6 +1,6 @@
 """Which small EfficientNet starts learning from scratch? Backbones for the ProDet demo, and a CNN.
 
-Same task and loop as ``bench/vit_stem_probe.py`` (reals against autoencoder deepfakes by
+Same task and loop as ``experiments/vit_stem_probe.py`` (reals against autoencoder deepfakes by
 default, one fixed draw held in memory, validation AUC every ``--every`` steps), under the ProDet
 demo recipe's optimizer and schedule (Adam 1e-3, 20 warm-up steps, cosine). Each backbone gets a
 linear verdict on its mean-pooled last feature map; ``prodet`` is the whole demo detector (heads,
@@ -26,7 +26,7 @@ step 150), AUC at steps 50 / 100 / 150, reals vs autoencoder fakes:
 The blur and down-scaling were what held the demo back: its recipe now trains without them
 (``training/configs/prodet_demo.yaml``; held-out AUC 0.59 -> 0.80, see the model card).
 
-    flock /tmp/forgerylens-heavy.lock .venv/bin/python bench/prodet_backbone_probe.py --steps 150 \\
+    flock /tmp/forgerylens-heavy.lock .venv/bin/python experiments/prodet_backbone_probe.py --steps 150 \\
         --batch 32 --augment --models tinynet_b tinynet_b+stem1 cnn
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.vit_stem_probe import Verdict, add_probe_arguments, probe_data, probe_settings, train_seeds  # noqa: E402
+from experiments.vit_stem_probe import Verdict, add_probe_arguments, probe_data, probe_settings, train_seeds  # noqa: E402
 from detectors import build_detector  # noqa: E402
 from training.data.artifact_check import tiny_cnn  # noqa: E402
 

@@ -7,7 +7,7 @@ ring included), the mean ``|residual|`` and the highest block. Faces are cropped
 ``python -m training evaluate`` crops them (the detector's crop policy, no augmentation).
 ``dev-gan`` is evaluation data only; nothing here trains.
 
-    flock /tmp/forgerylens-heavy.lock .venv/bin/python bench/rffr_residual_devgan.py \
+    flock /tmp/forgerylens-heavy.lock .venv/bin/python experiments/rffr_residual_devgan.py \
         --source assets/checkpoints/rffr
 """
 from __future__ import annotations

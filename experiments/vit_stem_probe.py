@@ -16,7 +16,7 @@ lr 2e-3, with mean pooling instead of CLS, and as timm's ViT; a 4-block CNN reac
 100. With blends in the mix (same loop, 300 steps) the conv-stem tower had not started: 0.53
 with ``--kinds real=0.5,ae=0.3,sbi=0.1,donor=0.1 --augment``, 0.46 with VLFFD's own mix.
 
-    flock /tmp/forgerylens-heavy.lock .venv/bin/python bench/vit_stem_probe.py --steps 300 --augment
+    flock /tmp/forgerylens-heavy.lock .venv/bin/python experiments/vit_stem_probe.py --steps 300 --augment
 """
 from __future__ import annotations
 
