@@ -64,8 +64,14 @@ def kind_of(path: Path) -> str:
     return "other"
 
 
-def _walk(folder: Path) -> Iterator[Path]:
-    """Files under ``folder`` in name order, depth first; hidden files and folders (``.git``) left out."""
+def _walk(folder: Path, visited: set[str] | None = None) -> Iterator[Path]:
+    """Files under ``folder`` in name order, depth first; hidden files and folders (``.git``) left out,
+    each real folder once (a symbolic link back up the tree does not loop)."""
+    visited = set() if visited is None else visited
+    real = os.path.realpath(folder)
+    if real in visited:
+        return
+    visited.add(real)
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as exc:
@@ -75,7 +81,7 @@ def _walk(folder: Path) -> Iterator[Path]:
         if entry.name.startswith("."):
             continue
         if entry.is_dir():
-            yield from _walk(Path(entry.path))
+            yield from _walk(Path(entry.path), visited)
         else:
             yield Path(entry.path)
 

@@ -112,6 +112,13 @@ def test_files_are_found_recursively_once_in_order_without_hidden_ones_or_the_ou
     assert all(os.path.isabs(f.path) for f in files)
 
 
+def test_a_link_back_up_the_tree_is_walked_once(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.png").write_bytes(b"")
+    (tmp_path / "a" / "up").symlink_to(tmp_path, target_is_directory=True)
+    assert [Path(f.path).name for f in collect_files([tmp_path])] == ["x.png"]
+
+
 # ---- one line per file --------------------------------------------------------------------------
 def test_every_file_gets_one_line_with_its_status_and_a_sentence_when_it_fails(first_run, media):
     records = read_records(first_run)
