@@ -154,6 +154,9 @@ class AntifakePromptConfig(DetectorConfig):
     #: forgery kinds a linear head on the vision encoder's mean token classifies (0: no head):
     #: the demo's stand-in for the pretrained EVA-CLIP encoder is trained with it first
     vision_head_classes: int = 0
+    #: standardise the mean token per channel before the vision head (a pretrained encoder's final
+    #: norm can leave channels with large offsets that swamp a linear head; DINOv2's do)
+    vision_head_norm: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -275,8 +278,10 @@ class AntifakePromptDetector(Detector):
                 table.float()
         self.vlm = vlm
         self.itm_head = nn.Linear(config.qformer_hidden, 2) if config.itm_head else None
-        self.vision_head = (nn.Linear(config.vision_hidden, config.vision_head_classes)
-                            if config.vision_head_classes else None)
+        self.vision_head: nn.Module | None = None
+        if config.vision_head_classes:
+            head = nn.Linear(config.vision_hidden, config.vision_head_classes)
+            self.vision_head = nn.Sequential(nn.BatchNorm1d(config.vision_hidden), head) if config.vision_head_norm else head
         self.lm_tokenizer = self.qformer_tokenizer = None
         self._ids: dict[str, list[int]] = {}
         if config.tokenizer == "word-level":
@@ -578,7 +583,7 @@ def demo_config(**overrides) -> AntifakePromptConfig:
         lm_hidden=192, lm_layers=3, lm_heads=4, lm_mlp=384, lm_max_positions=128,
         vocab_size=base, image_token_id=tok.convert_tokens_to_ids("<image>"), bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tokenizer="word-level", dtype="float32",
-        itm_head=True, vision_head_classes=6, patch_stem="linear", storage_dtype="float16")
+        itm_head=True, vision_head_classes=6, vision_head_norm=True, patch_stem="linear", storage_dtype="float16")
     return cfg.updated(**overrides)
 
 

@@ -7,7 +7,8 @@ it starts from, so :mod:`training.pretrained_init` can copy the converted weight
 - :class:`VitTower`: timm's ``VisionTransformer`` with DINOv2's LayerScale (``vit_small_patch14_dinov2``
   shapes at ``width=384, layers=12, heads=6``), at the detector's own input size (the position
   table is resampled when the weights are copied in). Its embedding is the class token
-  concatenated with the mean patch token, DINOv2's own linear-evaluation readout.
+  concatenated with the mean patch token, DINOv2's own linear-evaluation readout, standardised
+  per channel (batch norm).
 - :class:`BertTextTower`: transformers' ``BertModel`` without its pooler (paraphrase-MiniLM-L3-v2
   shapes at ``width=384, layers=3, heads=12``) with mean pooling over the sentence's tokens, the
   sentence-transformers readout that model was trained with.
@@ -57,6 +58,10 @@ class VitTower(nn.Module):
                                      num_heads=heads, mlp_ratio=mlp_ratio, init_values=layer_scale, num_classes=0)
         self.grid = img_size // patch_size
         self.out_dim = 2 * width
+        # DINOv2's final norm leaves a few channels with offsets near 30 and spreads of 0.07 to 11 across
+        # the others (measured on the pool's faces): the readout is standardised per channel, as a linear
+        # probe standardises its inputs, or those channels swamp whatever reads the embedding
+        self.readout_norm = nn.BatchNorm1d(self.out_dim)
         freeze_all_but_last(self.vit.blocks, trainable, self.vit.patch_embed)
         if trainable >= 0:
             self.vit.cls_token.requires_grad_(False)
@@ -69,7 +74,7 @@ class VitTower(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens = self.tokens(x)
         prefix = self.vit.num_prefix_tokens
-        return torch.cat([tokens[:, 0], tokens[:, prefix:].mean(1)], dim=-1)
+        return self.readout_norm(torch.cat([tokens[:, 0], tokens[:, prefix:].mean(1)], dim=-1))
 
     def last_block_norm(self) -> nn.Module:
         """Where Grad-CAM hooks: the last block's first LayerNorm (tokens of the final block's input)."""

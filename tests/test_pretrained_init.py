@@ -238,7 +238,7 @@ def test_towers_freeze_all_but_the_top_blocks():
 
     vit = VitTower(img_size=28, patch_size=14, width=16, layers=4, heads=2, trainable=1)
     trainable = {n for n, p in vit.named_parameters() if p.requires_grad}
-    assert trainable and all(n.startswith(("vit.blocks.3.", "vit.norm.")) for n in trainable)
+    assert trainable and all(n.startswith(("vit.blocks.3.", "vit.norm.", "readout_norm.")) for n in trainable)
     bert = BertTextTower(vocab_size=8, width=16, layers=3, heads=2, mlp=32, trainable=0)
     assert not any(p.requires_grad for p in bert.parameters())
     assert all(p.requires_grad for p in VitTower(img_size=28, patch_size=14, width=16, layers=2, heads=2).parameters())
