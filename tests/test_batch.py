@@ -244,6 +244,7 @@ def test_a_missing_input_is_refused_before_anything_runs(tmp_path, capsys):
 
 
 # ---- two processes ------------------------------------------------------------------------------
+@pytest.mark.slow  # two fresh interpreters load torch and mediapipe: 21-28 s on 2 idle cores, 83 s beside training
 def test_two_cpu_processes_under_accelerate_write_the_same_lines_as_one(first_run, media, checkpoint, tmp_path):
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
     assert accelerate, "accelerate's launcher is part of the locked environment"
