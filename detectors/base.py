@@ -34,7 +34,7 @@ __all__ = ["CONFIG_FILE", "FORMAT_VERSION", "WEIGHTS_FILE", "Decision", "Detecto
 
 
 class Decision(NamedTuple):
-    """One face through a detector (:meth:`Detector.decide`): the crop, the model input, the
+    """One face through a detector (:meth:`Detector.decide_face`): the crop, the model input, the
     forward output (which the explainers read) and the verdict."""
 
     aligned: AlignedFace
@@ -113,7 +113,7 @@ class Detector(
             return torch.device("cpu")
 
     @torch.no_grad()
-    def decide(self, rgb: np.ndarray, face: Face, face_index: int = 0, n_faces: int = 1) -> Decision:
+    def decide_face(self, rgb: np.ndarray, face: Face, face_index: int = 0, n_faces: int = 1) -> Decision:
         """Crop ``face`` by this detector's policy, run the model in eval mode, build the
         :class:`Verdict`: the one inference path, shared by :meth:`predict` and the app's pipeline
         (which explains the same forward output instead of running the model twice)."""
@@ -137,7 +137,7 @@ class Detector(
             face = faces[0]
         n = len(faces) if faces else 1
         index = faces.index(face) if faces and face in faces else 0
-        return self.decide(rgb, face, index, n).verdict
+        return self.decide_face(rgb, face, index, n).verdict
 
     # ---- Hub format --------------------------------------------------------------------------
     def _save_pretrained(self, save_directory: Path) -> None:

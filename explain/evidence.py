@@ -83,7 +83,7 @@ def explain(detector, aligned: AlignedFace) -> tuple[dict, list[Explanation]]:
 
 
 def explanations_for(detector, aligned: AlignedFace, x: torch.Tensor, out: dict) -> list[Explanation]:
-    """The family's explanations of a forward output already computed (``Detector.decide``'s),
+    """The family's explanations of a forward output already computed (``Detector.decide_face``'s),
     Grad-CAM alone for a family without its own explainer."""
     fn = _family_explainer(detector.family)
     return fn(detector, aligned, x, out) if fn else [gradcam_explanation(detector, aligned, x, out=out)]

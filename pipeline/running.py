@@ -62,10 +62,10 @@ def run_detector(loaded: LoadedDetector, prepared: PreparedImage, face_index: in
 
 def _decide(model: Detector, rgb: np.ndarray, face: Face, with_explanations: bool, face_index: int = 0,
             n_faces: int = 1) -> tuple[Decision, list[Explanation]]:
-    """Crop, verdict (``Detector.decide``, the path ``Detector.predict`` takes too) and, optionally,
+    """Crop, verdict (``Detector.decide_face``, the path ``Detector.predict`` takes too) and, optionally,
     explanations of that same forward output: the part of a run that belongs on the compute thread."""
     model.eval()  # the explainers read the model as it decided
-    decision = model.decide(rgb, face, face_index, n_faces)
+    decision = model.decide_face(rgb, face, face_index, n_faces)
     explanations = explanations_for(model, decision.aligned, decision.x, decision.out) if with_explanations else []
     return decision, explanations
 

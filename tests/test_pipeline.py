@@ -106,18 +106,18 @@ def test_run_gives_verdict_and_explanations(analyzer, prepared):
 
 
 def test_the_pipeline_and_predict_share_one_inference_path(analyzer, prepared, monkeypatch):
-    """Both crop, decide and build the Verdict through ``Detector.decide``, so they agree exactly."""
+    """Both crop, decide and build the Verdict through ``Detector.decide_face``, so they agree exactly."""
     from detectors import Detector
 
     model = analyzer.loaded("tiny").model
     seen: list[int] = []
-    original = Detector.decide
+    original = Detector.decide_face
 
     def spy(self, rgb, face, face_index=0, n_faces=1):
         seen.append(face_index)
         return original(self, rgb, face, face_index, n_faces)
 
-    monkeypatch.setattr(Detector, "decide", spy)
+    monkeypatch.setattr(Detector, "decide_face", spy)
     for with_explanations in (True, False):
         result = analyzer.run_one("tiny", prepared, with_explanations=with_explanations)
         direct = model.predict(prepared.rgb, faces=prepared.faces)
@@ -125,6 +125,16 @@ def test_the_pipeline_and_predict_share_one_inference_path(analyzer, prepared, m
         assert np.array_equal(result.verdict.crop, direct.crop) and result.aligned.image is result.verdict.crop
         assert bool(result.explanations) is with_explanations
     assert seen == [0, 0, 0, 0]
+
+
+def test_no_family_shadows_the_inference_path():
+    """RFFR and ProDet have a ``decide`` of their own (a forward step); the shared path must not collide."""
+    from detectors import Detector, get_family, list_families
+
+    families = list_families(include_hidden=True)
+    assert set(BUILTIN_FAMILIES) <= set(families)
+    for family in families:
+        assert get_family(family).model_class.decide_face is Detector.decide_face, family
 
 
 def test_a_failing_detector_becomes_an_error_card(analyzer, prepared, monkeypatch):
