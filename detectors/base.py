@@ -112,6 +112,12 @@ class Detector(
         except StopIteration:
             return torch.device("cpu")
 
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        """P(fake) for a batch, when nothing will be explained (video frames, batch runs). The
+        same values as ``forward``'s ``prob_fake``; a detector may skip work done only for its
+        explanations."""
+        return self(x)["prob_fake"]
+
     @torch.no_grad()
     def decide_face(self, rgb: np.ndarray, face: Face, face_index: int = 0, n_faces: int = 1) -> Decision:
         """Crop ``face`` by this detector's policy, run the model in eval mode, build the

@@ -191,8 +191,8 @@ def _crop_and_score(model, items: list[tuple[np.ndarray, Face]]) -> tuple[list[A
     x = torch.cat([model.preprocess(a) for a in crops])
     model.eval()
     with torch.no_grad():
-        out = model(x)
-    return crops, [float(p) for p in out["prob_fake"].float().cpu()]
+        prob_fake = model.score(x)
+    return crops, [float(p) for p in prob_fake.float().cpu()]
 
 
 def _without_model(loaded: LoadedDetector, times: list[float], status: str) -> VideoDetectorResult:

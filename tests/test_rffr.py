@@ -202,3 +202,21 @@ def test_shipped_demo_separates_held_out_forgeries():
     labels = np.asarray(result["labels"])
     assert 0 < labels.sum() < len(labels)
     assert roc_auc_score(labels, np.asarray(result["scores"])) >= 0.8
+
+
+def test_score_skips_the_ring_passes_and_equals_forward(tiny, monkeypatch):
+    """Scores without explanations (video frames): the detector's P(fake) exactly, from the 16
+    block passes only (the ring's 4 passes feed the discrepancy map alone)."""
+    x = torch.rand(2, 3, tiny.config.input_size, tiny.config.input_size)
+    tiny.eval()
+    passes: list[int] = []
+    reconstruct = tiny.mim.reconstruct
+    monkeypatch.setattr(tiny.mim, "reconstruct",
+                        lambda imgs, hidden: passes.append(hidden.shape[0]) or reconstruct(imgs, hidden))
+    with torch.no_grad():
+        expected = tiny(x)["prob_fake"]
+        assert sum(passes) == 20  # 16 blocks + 4 ring sides
+        passes.clear()
+        got = tiny.score(x)
+    assert torch.equal(got, expected)
+    assert sum(passes) == 16
