@@ -72,9 +72,14 @@ def test_the_shipped_vocabulary_is_the_grammars():
     from detectors.vlffd import default_vocab
 
     config = json.loads((Path(__file__).resolve().parent.parent / "assets/checkpoints/vlffd/config.json").read_text())
-    if config.get("tokenizer") != "word":
-        pytest.skip("the shipped VLFFD checkpoint does not use the word-level tokenizer")
     assert tuple(config["vocab"]) == default_vocab(tuple(config["regions"]), config["max_parts"])
+    if config.get("text_tower") == "bert":  # its WordPiece pieces cover every word of that vocabulary
+        from detectors.towers import PieceTokenizer
+
+        tok = PieceTokenizer(config["text_pieces"], config["text_context"])
+        words = [w for w in config["vocab"] if not w.startswith("[")]
+        ids, _ = tok(words)
+        assert not (ids == config["text_pieces"].index("[UNK]")).any()
 
 
 def test_candidate_sentences():
