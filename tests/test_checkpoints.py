@@ -131,3 +131,15 @@ def test_predict_gives_a_verdict_with_the_crop(astronaut):
     assert 0.0 <= verdict.prob_fake <= 1.0 and verdict.label == "fake"
     assert verdict.summary().startswith("likely manipulated")
     assert verdict.n_faces == 1 and verdict.source == "random"
+
+
+def test_shipped_files_fit_the_size_budget():
+    """Every file under assets/ below 100 MB (a Hub file without LFS, and git hosting's limit) and
+    all of assets/ at most 250 MB, so a clone stays small enough for a Space."""
+    from pathlib import Path
+
+    assets = Path(__file__).resolve().parent.parent / "assets"
+    sizes = {p: p.stat().st_size for p in assets.rglob("*") if p.is_file()}
+    assert sizes, "assets/ is empty"
+    assert max(sizes.values()) < 100 * 1024 * 1024, max(sizes, key=sizes.get)
+    assert sum(sizes.values()) <= 250 * 1024 * 1024
