@@ -112,7 +112,7 @@ class Detector(
         except StopIteration:
             return torch.device("cpu")
 
-    def score(self, x: torch.Tensor) -> torch.Tensor:
+    def fake_probability(self, x: torch.Tensor) -> torch.Tensor:
         """P(fake) for a batch, when nothing will be explained (video frames, batch runs). The
         same values as ``forward``'s ``prob_fake``; a detector may skip work done only for its
         explanations."""

@@ -366,7 +366,7 @@ class RFFRDetector(Detector):
         blocks = self.sample_blocks() if self.training else torch.arange(self.num_blocks, device=x.device)
         return self.decide(x, self.residual(x, blocks, ring=self.config.dense_map and not self.training), blocks)
 
-    def score(self, x: torch.Tensor) -> torch.Tensor:
+    def fake_probability(self, x: torch.Tensor) -> torch.Tensor:
         """P(fake) without the ring's reconstruction passes, which only the discrepancy map uses
         (the detector sees the 16 blocks alone): 16 MAE passes per face instead of 20."""
         if self.training:

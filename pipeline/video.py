@@ -191,7 +191,7 @@ def _crop_and_score(model, items: list[tuple[np.ndarray, Face]]) -> tuple[list[A
     x = torch.cat([model.preprocess(a) for a in crops])
     model.eval()
     with torch.no_grad():
-        prob_fake = model.score(x)
+        prob_fake = model.fake_probability(x)
     return crops, [float(p) for p in prob_fake.float().cpu()]
 
 

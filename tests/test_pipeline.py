@@ -137,6 +137,20 @@ def test_no_family_shadows_the_inference_path():
         assert get_family(family).model_class.decide_face is Detector.decide_face, family
 
 
+def test_no_detector_part_hides_a_method_of_the_base():
+    """A submodule named like a base method (LAV's ``score`` heads against ``score``) wins the
+    attribute lookup of neither: the method is found first and the model breaks."""
+    from detectors import Detector, build_detector, list_detectors
+
+    methods = {n for n in dir(Detector) if not n.startswith("_") and callable(getattr(Detector, n, None))}
+    for name in list_detectors(include_hidden=True):
+        if name.endswith("_full"):
+            continue
+        model = build_detector(name)
+        parts = set(model._modules) | set(model._parameters) | set(model._buffers)
+        assert not parts & methods, (name, sorted(parts & methods))
+
+
 def test_a_failing_detector_becomes_an_error_card(analyzer, prepared, monkeypatch):
     loaded = analyzer.loaded("tiny")
     monkeypatch.setattr(running, "explanations_for", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))

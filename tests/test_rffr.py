@@ -217,6 +217,6 @@ def test_score_skips_the_ring_passes_and_equals_forward(tiny, monkeypatch):
         expected = tiny(x)["prob_fake"]
         assert sum(passes) == 20  # 16 blocks + 4 ring sides
         passes.clear()
-        got = tiny.score(x)
+        got = tiny.fake_probability(x)
     assert torch.equal(got, expected)
     assert sum(passes) == 16
