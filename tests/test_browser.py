@@ -181,9 +181,6 @@ def test_clicking_a_patch_redraws_the_similarity_grid(page):
     page.locator("#card-lav").screenshot(path=str(ARTIFACTS / "app-lav-click.png"))
 
 
-SHOTS = Path("/work/shots")
-
-
 def test_a_clip_shows_each_detectors_timeline_verdict_and_key_frame(page, tmp_path, astronaut):
     """Upload a clip made here (the portrait sliding across, four frames forged), see the timelines."""
     from .test_video import _forged_portrait, _frame, write_clip
@@ -214,17 +211,15 @@ def test_a_clip_shows_each_detectors_timeline_verdict_and_key_frame(page, tmp_pa
                                " return i && i.complete && i.naturalWidth > 0; }", arg=family, timeout=TIMEOUT_MS)
     assert "Combined verdict" in page.inner_text("#video-combined")
     ARTIFACTS.mkdir(exist_ok=True)
-    SHOTS.mkdir(parents=True, exist_ok=True)
     page.locator("#video").scroll_into_view_if_needed()
-    page.screenshot(path=str(SHOTS / "video-tab.png"), full_page=True)
-    page.locator(f"#video-card-{families[0]}").screenshot(path=str(SHOTS / f"video-card-{families[0]}.png"))
+    page.screenshot(path=str(ARTIFACTS / "video-tab.png"), full_page=True)
+    page.locator(f"#video-card-{families[0]}").screenshot(path=str(ARTIFACTS / f"video-card-{families[0]}.png"))
     # Another frame, chosen in the strip: every detector's evidence moves there.
     page.locator("#video-strip").scroll_into_view_if_needed()
     page.locator('#video-strip button[aria-label="Thumbnail 2 of 10"]').click()
     page.wait_for_function("() => /Evidence on frame 2 of 10/.test(document.querySelector('#video-frame')?.innerText"
                            " || '')", timeout=TIMEOUT_MS)
-    page.screenshot(path=str(SHOTS / "video-frame-2.png"), full_page=True)
-    page.screenshot(path=str(ARTIFACTS / "app-video.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / "video-frame-2.png"), full_page=True)
 
 
 def test_a_bad_clip_shows_the_error_on_the_video_tab(page, tmp_path):
@@ -238,5 +233,5 @@ def test_a_bad_clip_shows_the_error_on_the_video_tab(page, tmp_path):
     page.click("#video-btn")
     page.wait_for_function("() => /not a video/.test(document.querySelector('#video-status')?.innerText || '')",
                            timeout=TIMEOUT_MS)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "video-error.png"), full_page=False)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "video-error.png"), full_page=False)
