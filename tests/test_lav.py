@@ -207,6 +207,6 @@ def test_demo_checkpoint_separates_held_out_forgeries():
     data = load_recipe("demo", "lav_demo")["data"]
     held_out = build_dataset({**data, "augment": False}, model.config, "val", seed=123)  # never trained on
     result = score(model, held_out, batch_size=32)
-    # The shipped demo reaches 0.81 on this independent draw (0.84 on the seed-0 draw that chose and
-    # calibrated it, 0.74 on a seed-7 draw: 171 faces leave a few points of sampling noise).
-    assert result["metrics"]["n_fake"] > 20 and result["metrics"]["auc"] >= 0.78
+    # Recorded: 0.76 +- 0.03 over six draws of the own kinds (171 faces leave a few points of sampling
+    # noise); this draw mixes in GAN faces from gan-train's validation split too.
+    assert result["metrics"]["n_fake"] > 20 and result["metrics"]["auc"] >= 0.7
