@@ -347,7 +347,8 @@ class VlffdDetector(Detector):
         return cache
 
     def train(self, mode: bool = True) -> "VlffdDetector":
-        self._text_cache = None  # weights may change while training
+        if mode:  # weights may change while training; eval() keeps the cache (every decision calls it)
+            self._text_cache = None
         return super().train(mode)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):

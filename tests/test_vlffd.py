@@ -134,6 +134,9 @@ def test_text_cache_follows_weights():
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         before = model(x)["aux"]["sentence_logits"].clone()
+        cached = model._text_cache
+        model.eval()  # every decision calls eval(): the sentence embeddings stay cached
+        assert cached is not None and model._text_cache is cached
         model.train()
         model.text.text_projection.weight.mul_(-1.0)  # the CLIP text tower (TINY)
         model.eval()
