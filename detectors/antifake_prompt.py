@@ -20,16 +20,18 @@ installed beside this stack). Variants:
   in bf16 (about 7.9 B parameters: ~16 GB of weights in bf16, ~17-18 GB of GPU memory for
   inference at batch 1; see :func:`load_instructblip` for starting from those weights online).
   Trainable: 768 + 4096 = 4864 parameters.
-- ``antifake_prompt_demo``: the same architecture scaled down (ViT 192x4 at 128 px, 2-layer
-  Q-Former, 8 queries, 3-layer LLaMA-style LM) with a word-level tokenizer trained offline
-  with ``tokenizers`` on :data:`DEMO_CORPUS` and saved beside the weights (``tokenizer.json``).
+- ``antifake_prompt_demo``: the same architecture scaled down: the vision encoder is the first
+  six blocks of DINOv2 ViT-S/14 at 126 px (the pretrained ViT reachable offline, converted
+  exactly by :func:`dinov2_to_blip_vision`), then a 2-layer Q-Former with 8 queries and a
+  3-layer LLaMA-style LM, with a word-level tokenizer trained offline with ``tokenizers`` on
+  :data:`DEMO_CORPUS` and saved beside the weights (``tokenizer.json``).
 
 Deviations and choices where the paper is silent:
 
-- No pretrained VLM can be downloaded here, so the demo's VLM is built from scratch the way
-  InstructBLIP's parts were (``training/methods/antifake_prompt.py``): the vision encoder alone
-  first (stages ``vision*``, through a linear forgery-kind head on its mean patch token,
-  ``vision_head``; the stand-in for the pretrained EVA-CLIP encoder), then, with it frozen as
+- No pretrained VLM can be downloaded here, so the demo's VLM is built the way InstructBLIP's
+  parts were (``training/methods/antifake_prompt.py``): the vision encoder alone first (stages
+  ``vision*``, through a forgery-kind head on its mean patch token, ``vision_head``, standardised
+  per channel when ``vision_head_norm``; the stand-in for EVA-CLIP's pre-training), then, with it frozen as
   InstructBLIP keeps it, the Q-Former and language model on visual questions about faces that
   the forgery engine can answer (stage ``pretrain``), then the paper's method proper (stage
   ``prompt``: everything frozen, only the ``[*]`` embeddings tuned with the LM loss on
@@ -38,10 +40,10 @@ Deviations and choices where the paper is silent:
 - The demo carries BLIP-2's image-text matching head on the Q-Former (``itm_head``) and the
   vision head (``vision_head_classes``), both for its pre-training only; the full model has
   neither.
-- The demo's vision encoder has a convolutional stem in place of the patchify layer
-  (``patch_stem="conv"``, :mod:`detectors.conv_stem`): from random weights a patchify ViT did
-  not start learning the project's forgeries. The prompt stage keeps the whole VLM in eval mode,
-  so the stem's batch-norm statistics stay frozen too.
+- From random weights a patchify ViT did not start learning the project's forgeries, so a
+  from-scratch encoder can take a convolutional stem (``patch_stem="conv"``,
+  :mod:`detectors.conv_stem`); the shipped demo, started from DINOv2, keeps the paper's patchify
+  stem. The prompt stage keeps the whole VLM in eval mode, so batch-norm statistics stay frozen.
 - One word-level vocabulary serves both the Q-Former and the language model in the demo (the
   full model uses BERT's and LLaMA's tokenizers); ``[*]`` is appended after the base vocabulary
   in both, so its id is the base vocabulary size, as in the authors' code.

@@ -16,13 +16,14 @@ text could not be read from this machine. Every open choice, as implemented here
   projection into a shared embedding (transformers' ``CLIP{Vision,Text}ModelWithProjection``).
   ``full`` = the ViT-B/16 @ 224 px + 12-layer/512-wide text shapes of
   ``openai/clip-vit-base-patch16`` (built from a config, no download; a user online starts
-  from those weights with :meth:`VlffdDetector.load_pretrained_clip`). ``demo`` = the same
-  two towers, scaled down (a 4-layer ViT with the full model's 16 px tokens on the pool's
-  native 128 px, 2-layer text tower) and trained from scratch, with a convolutional stem in
-  place of the patchify layer (``patch_stem``; from random weights the patchify ViT did not
-  start learning, see :mod:`detectors.conv_stem`). An earlier demo size, patch 8 @ 96 px,
-  learned the autoencoder fakes slower (validation AUC 0.82 against 0.99 after 300 steps): the
-  resize from the 128 px crop blurs the forgeries' traces.
+  from those weights with :meth:`VlffdDetector.load_pretrained_clip`). ``demo`` = the
+  pretrained towers reachable offline in their place (no CLIP weights install from a registry):
+  the first six blocks of DINOv2 ViT-S/14 at 126 px for images (``vision_tower="vit"``,
+  :class:`detectors.towers.VitTower`) and paraphrase-MiniLM-L3 for sentences
+  (``text_tower="bert"``, frozen under its projection, with the WordPiece pieces of the
+  sentence vocabulary only), each with a linear projection into the shared space. The CLIP
+  towers remain for ``full`` and for small from-scratch configs (``patch_stem="conv"``: from
+  random weights a patchify ViT did not start learning, see :mod:`detectors.conv_stem`).
 - Coarse head: a linear layer on the (un-normalised) projected image embedding -> 2 logits;
   ``prob_fake`` comes from this head only (the paper's binary verdict).
 - Fine task: symmetric InfoNCE between L2-normalised image and sentence embeddings with a
@@ -51,7 +52,7 @@ text could not be read from this machine. Every open choice, as implemented here
   at the learned temperature, the most likely sentence, and a per-region score = the
   probability mass of the candidates that name that region (marginalisation); the region
   head's probabilities are added when present.
-- Grad-CAM hooks ``layer_norm1`` of the last ViT block (tokens -> grid, CLS dropped).
+- Grad-CAM hooks the first norm of the last ViT block (CLIP's ``layer_norm1``, timm's ``norm1``; tokens -> grid, CLS dropped).
 """
 from __future__ import annotations
 
@@ -216,7 +217,8 @@ class VlffdConfig(DetectorConfig):
     text_context: int = 77
     text_vocab_size: int = 49408
     embed_dim: int = 512
-    #: ``word`` (offline word-level over ``vocab``) or a Hub tokenizer name (CLIP's BPE)
+    #: ``word`` (offline word-level over ``vocab``), ``wordpiece`` (the ``bert`` tower's, over
+    #: ``text_pieces``) or a Hub tokenizer name (CLIP's BPE)
     tokenizer: str = CLIP_NAME
     vocab: tuple[str, ...] = ()  # word-level vocabulary in id order; empty = default_vocab()
     regions: tuple[str, ...] = SENTENCE_REGIONS
