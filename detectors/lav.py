@@ -27,8 +27,10 @@ Choices where we deviate from the paper and code, or where they are silent:
   timm's, so ``timm/legacy_xception.tf_in1k`` ImageNet weights (the same Keras-ported weights
   the authors' cadene ``xception-b5690688.pth`` holds) load into each stream by name (see
   :func:`stream_state_from_timm`). The stem convs use padding 1, as in the authors'
-  FaceForensics Xception. The ``demo`` variant keeps this structure with narrower widths, one
-  block per middle-flow half and 128 px input, which gives an 8 x 8 patch grid.
+  FaceForensics Xception. The ``demo`` variant's streams are ImageNet EfficientNet-Lite0
+  (``stream="tf_efficientnet_lite0"``, :class:`LiteStream`: its stages cut into the same flows
+  at the same strides; a full-width Xception pair trains at about 1 image/s on 2 CPU cores) at
+  128 px input, which gives an 8 x 8 patch grid.
 - The authors' code also runs the RGB stream's exit flow but never uses its output; the paper's
   figure has no such flow. We do not build it.
 - CMCE holds two conv-BN-ReLU stages in the authors' code that its forward never calls; we leave
