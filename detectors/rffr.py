@@ -110,6 +110,12 @@ class RFFRConfig(DetectorConfig):
     #: (a convolutional stem, for ViTs trained from scratch; ``detectors.conv_stem``)
     patch_stem: str = "linear"
     stem_width: int = 24
+    #: LayerScale in the detector ViTs' blocks (0: none, as ViT-B; 1e-5: DINOv2's layout, so the
+    #: ViTs can start from DINOv2 weights through ``model.init``)
+    vit_layer_scale: float = 0.0
+    #: standardise the concatenated CLS features per channel (batch norm) before the linear head:
+    #: DINOv2's final norm leaves a few channels offset near 30 that swamp a linear readout
+    feature_norm: bool = False
 
     @property
     def grid(self) -> int:
@@ -295,7 +301,7 @@ class TokenViT(VisionTransformer):
 def _token_vit(cfg: RFFRConfig) -> TokenViT:
     vit = TokenViT(img_size=cfg.input_size, patch_size=cfg.patch_size, num_classes=0, embed_dim=cfg.vit_dim,
                    depth=cfg.vit_depth, num_heads=cfg.vit_heads, mlp_ratio=cfg.mlp_ratio, qkv_bias=True,
-                   norm_layer=_NORM)
+                   norm_layer=_NORM, init_values=cfg.vit_layer_scale or None)
     stem = make_patch_stem(cfg.patch_stem, 3, cfg.vit_dim, cfg.patch_size, cfg.stem_width)
     if stem is not None:
         vit.patch_embed.proj = stem
@@ -315,6 +321,7 @@ class RFFRDetector(Detector):
         self.mim = MaskedAutoencoder(config)
         self.image_vit = _token_vit(config)
         self.residual_vit = _token_vit(config)
+        self.feature_norm = nn.BatchNorm1d(2 * config.vit_dim) if config.feature_norm else nn.Identity()
         self.head = nn.Linear(2 * config.vit_dim, 2)
         blocks, ring = block_layout(config.grid, config.block_patches)
         self.register_buffer("block_ids", blocks, persistent=False)
@@ -384,7 +391,7 @@ class RFFRDetector(Detector):
         self._last_patch_ids = patch_ids
         f_img = self.image_vit.tokens(x, patch_ids)[:, 0]
         f_res = self.residual_vit.tokens(r["residual"], patch_ids)[:, 0]
-        features = torch.cat([f_img, f_res], dim=1)
+        features = self.feature_norm(torch.cat([f_img, f_res], dim=1))
         used = r["block_energy"][:, blocks]
         return self.outputs(self.head(features), features, reconstruction=r["reconstruction"], residual=r["residual"],
                             discrepancy=r["residual"].abs().mean(1, keepdim=True), block_energy=r["block_energy"],
@@ -423,7 +430,27 @@ class RFFRDetector(Detector):
 
     def stage_modules(self, stage: str) -> list[nn.Module]:
         """Modules trained in ``stage`` (``mim``: the MAE; ``detector``: the two ViTs and head)."""
-        return [self.mim] if stage == "mim" else [self.image_vit, self.residual_vit, self.head]
+        return [self.mim] if stage == "mim" else [self.image_vit, self.residual_vit, self.feature_norm, self.head]
+
+    def adapt_init_state(self, module: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A pretrained ViT (``training.pretrained_init``) cut to a detector ViT: its first
+        ``vit_depth`` blocks, and its patch embedding resampled to ``patch_size`` (FlexiViT's
+        pseudo-inverse resize: a 14-px DINOv2 filter on a face at 196 px gives the same token as
+        the resampled 8-px filter on the face at 112 px, the demo's 14 x 14 grid)."""
+        if module not in ("image_vit", "residual_vit"):
+            return state
+        from timm.layers import resample_patch_embed
+
+        from .towers import keep_first_blocks
+
+        if self.config.patch_stem != "linear":
+            raise ValueError("a pretrained ViT start needs the linear patch stem (model.patch_stem: linear)")
+        state = keep_first_blocks(state, self.config.vit_depth)
+        key = "patch_embed.proj.weight"
+        p = self.config.patch_size
+        if key in state and tuple(state[key].shape[-2:]) != (p, p):
+            state = {**state, key: resample_patch_embed(state[key].float(), [p, p])}
+        return state
 
     def target_layers(self) -> list[nn.Module]:
         return [self.image_vit.blocks[-1].norm1, self.residual_vit.blocks[-1].norm1]

@@ -27,6 +27,7 @@ class RFFROptions(MethodOptions):
     mim_from: str | None = None  # an earlier run's checkpoint folder to take the MAE from
     init_vits_from_mim: bool = False  # both detector ViTs start from the MAE encoder
     mim_block_fraction: float = 0.0  # share of each ``mim`` batch masked as at inference
+    vit_lr_scale: float = 1.0  # the detector ViTs' lr relative to the recipe's (the head gets the recipe's)
 
 
 @register_method
@@ -37,15 +38,17 @@ class RFFRMethod(TrainingMethod):
     def stages(self) -> list[Stage]:
         return [Stage("mim", data="real_only"), Stage("detector", data="mixed")]
 
-    def trainable_parameters(self, model: nn.Module, stage: Stage) -> Iterable[nn.Parameter]:
-        if stage.name == "detector":
-            self._prepare_detector_stage(model)
-        # The MAE's fixed sin-cos position embeddings stay frozen in every stage.
-        frozen = {id(model.mim.pos_embed), id(model.mim.decoder_pos_embed)}
-        for module in model.stage_modules(stage.name):
-            for p in module.parameters():
-                if id(p) not in frozen:
-                    yield p
+    def trainable_parameters(self, model: nn.Module, stage: Stage) -> Iterable[dict[str, Any]]:
+        """``mim``: the MAE but its fixed sin-cos position tables. ``detector``: two groups, the
+        ViTs at ``vit_lr_scale`` (pretrained towers are fine-tuned gently) and the head."""
+        if stage.name == "mim":
+            frozen = {id(model.mim.pos_embed), id(model.mim.decoder_pos_embed)}
+            return [{"params": [p for p in model.mim.parameters() if id(p) not in frozen]}]
+        self._prepare_detector_stage(model)
+        vits = [p for vit in (model.image_vit, model.residual_vit) for p in vit.parameters() if p.requires_grad]
+        ids = {id(p) for p in vits}
+        rest = [p for m in model.stage_modules(stage.name) for p in m.parameters() if id(p) not in ids]
+        return [{"params": vits, "lr_scale": self.options.vit_lr_scale}, {"params": rest}]
 
     def _prepare_detector_stage(self, model: nn.Module) -> None:
         """Method options (recipe ``method:``), applied once at the start of stage 2:
