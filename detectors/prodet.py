@@ -51,10 +51,12 @@ Forgery Lens choices (the paper is silent or the setting differs):
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .base import Detector
@@ -86,6 +88,50 @@ class ProDetConfig(DetectorConfig):
     #: keeps the paper's 8x8 feature map (256 px / 32).
     output_stride: int = 32
     pretrained_weights: str = "timm/efficientnet_b4.ra2_in1k"
+    #: ``timm``: the backbone as timm builds it. ``efficientnet_pytorch``: the authors' padding
+    #: (:func:`use_efficientnet_pytorch_padding`), for their released weights on a ``tf_efficientnet_*``
+    backbone_padding: str = "timm"
+
+
+#: efficientnet_pytorch's default image size per architecture: its "same" paddings are fixed for it
+EFFICIENTNET_PYTORCH_SIZES = {"tf_efficientnet_b0": 224, "tf_efficientnet_b4": 380}
+
+
+class StaticPadConv2d(nn.Conv2d):
+    """A convolution after a fixed zero padding ``(left, right, top, bottom)``, whatever the input size."""
+
+    def __init__(self, conv: nn.Conv2d, pad: tuple[int, int, int, int]) -> None:
+        super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, padding=0,
+                         dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None)
+        self.static_pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.pad(x, self.static_pad))
+
+
+def use_efficientnet_pytorch_padding(backbone: nn.Module, image_size: int) -> None:
+    """Make a timm ``tf_efficientnet_*`` pad as the authors' backbone does.
+
+    DeepfakeBench's EfficientNet-B4 is efficientnet_pytorch's with its stem replaced by a plain
+    ``Conv2d(3, 48, 3, stride=2)`` (no padding), and efficientnet_pytorch fixes every other
+    stride-2 convolution's "same" padding for its default image size (380 for B4), not for the
+    input it gets. At DeepfakeBench's 256 px this gives 127 -> 63 -> 32 -> 16 -> 8 where timm's
+    dynamic padding gives 128 -> 64 -> 32 -> 16 -> 8, so the weights only compute what they were
+    trained to with the same paddings. Stride-1 convolutions pad symmetrically in both.
+    """
+    stem = backbone.conv_stem
+    backbone.conv_stem = nn.Conv2d(stem.in_channels, stem.out_channels, stem.kernel_size, stem.stride,
+                                   padding=0, bias=stem.bias is not None)
+    size = math.ceil(image_size / stem.stride[0])  # efficientnet_pytorch's size after its own stem
+    for stage in backbone.blocks:
+        for block in stage:
+            conv = block.conv_dw
+            stride, kernel = conv.stride[0], conv.kernel_size[0]
+            if stride > 1:
+                total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+                before = total // 2
+                block.conv_dw = StaticPadConv2d(conv, (before, total - before, before, total - before))
+            size = math.ceil(size / stride)
 
 
 def _head(dim: int, hidden: int) -> nn.Sequential:
@@ -150,6 +196,13 @@ class ProDetDetector(Detector):
 
         self.backbone = timm.create_model(config.backbone, pretrained=False, num_classes=0, global_pool="",
                                           output_stride=stride)
+        if config.backbone_padding == "efficientnet_pytorch":
+            if config.backbone not in EFFICIENTNET_PYTORCH_SIZES or stride != 32:
+                raise ValueError(f"backbone_padding efficientnet_pytorch needs one of "
+                                 f"{sorted(EFFICIENTNET_PYTORCH_SIZES)} at output stride 32, got {config.backbone}")
+            use_efficientnet_pytorch_padding(self.backbone, EFFICIENTNET_PYTORCH_SIZES[config.backbone])
+        elif config.backbone_padding != "timm":
+            raise ValueError(f"backbone_padding must be 'timm' or 'efficientnet_pytorch', got {config.backbone_padding!r}")
         dim, hidden = config.feature_dim, config.head_dim
         self.side = config.input_size // stride
         self.adjust = nn.Conv2d(self.backbone.num_features, dim, 1)
