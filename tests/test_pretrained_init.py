@@ -233,6 +233,43 @@ def test_vlffd_towers_start_from_a_vit_and_a_bert_cut_to_the_detector(tmp_path, 
     assert out["prob_fake"].shape == (2,) and out["aux"]["sentence_probs"].shape[0] == 2
 
 
+def test_rffr_vits_start_from_a_dinov2_cut_to_their_depth_and_patch_size(tmp_path, monkeypatch):
+    """Both detector ViTs take a 14-px DINOv2's first blocks; its patch filter is resampled so the
+    8-px filter on an image gives the token the 14-px filter gives on that image scaled by 14/8."""
+    from timm.layers import resample_patch_embed
+
+    from detectors.towers import VitTower
+
+    torch.manual_seed(4)
+    source = VitTower(img_size=56, patch_size=14, width=32, layers=3, heads=2).vit
+    state = {k: v + torch.rand_like(v) for k, v in source.state_dict().items()}
+    state["patch_embed.proj.weight"] = torch.randn_like(state["patch_embed.proj.weight"])
+    root = tmp_path / "pretrained"
+    _cache_entry(root, "dinov2_vits14", state)
+    monkeypatch.setenv(P.CACHE_ENV, str(root))
+    model = build_detector("rffr_demo", vit_dim=32, vit_depth=2, vit_heads=2, vit_layer_scale=1e-5,
+                           feature_norm=True, patch_stem="linear", mae_dim=32, mae_depth=1, mae_heads=2,
+                           decoder_dim=16, decoder_depth=1, decoder_heads=2)
+    for module in ("image_vit", "residual_vit"):
+        record = apply_init(model, {"backbone": "dinov2_vits14", "module": module})
+        assert record["tensors"] == len(model.get_submodule(module).state_dict())
+    own = model.image_vit.state_dict()
+    assert "blocks.2.ls1.gamma" in state and not any(k.startswith("blocks.2.") for k in own)
+    assert torch.equal(own["blocks.1.ls2.gamma"], state["blocks.1.ls2.gamma"])
+    assert torch.equal(own["patch_embed.proj.weight"], resample_patch_embed(state["patch_embed.proj.weight"], [8, 8]))
+    assert torch.equal(model.residual_vit.state_dict()["blocks.0.attn.qkv.weight"], state["blocks.0.attn.qkv.weight"])
+    # the resampled filter on a smooth image at 8 px per patch ~ the 14-px filter on it at 14 px per patch
+    # (a plain bilinear shrink of the filter scores 0.86 here)
+    image = torch.nn.functional.interpolate(torch.rand(1, 3, 4, 4) - 0.5, size=112, mode="bilinear", align_corners=False)
+    large = torch.nn.functional.interpolate(image, size=196, mode="bilinear", align_corners=False)
+    small_tokens = torch.nn.functional.conv2d(image, own["patch_embed.proj.weight"], stride=8)
+    large_tokens = torch.nn.functional.conv2d(large, state["patch_embed.proj.weight"], stride=14)
+    assert torch.nn.functional.cosine_similarity(small_tokens.flatten(), large_tokens.flatten(), dim=0) > 0.98
+    with torch.no_grad():
+        out = model.eval()(torch.randn(2, 3, 112, 112))
+    assert out["prob_fake"].shape == (2,)
+
+
 def test_towers_freeze_all_but_the_top_blocks():
     from detectors.towers import BertTextTower, VitTower
 
