@@ -1,6 +1,8 @@
 """The lock files (``bash tools/lock.sh``) agree with requirements*.txt and with this environment."""
 from __future__ import annotations
 
+import fnmatch
+import importlib
 import importlib.metadata as md
 import os
 from pathlib import Path
@@ -83,6 +85,39 @@ def test_every_requirement_is_satisfied_by_its_pin(source, test_pins):
         elif not req.specifier.contains(test_pins[name][0], prereleases=True):
             problems.append(f"{file.name}:{number}: {text} but the lock pins {test_pins[name][0]}")
     assert checked >= 3 and not problems, "\n".join(problems) + "\nrerun: bash tools/lock.sh"
+
+
+def _pyproject() -> dict:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_pyproject_installs_the_project_packages_with_requirements_txt():
+    config = _pyproject()
+    assert "dependencies" in config["project"]["dynamic"]
+    assert config["tool"]["setuptools"]["dynamic"]["dependencies"] == {"file": ["requirements.txt"]}
+    include = config["tool"]["setuptools"]["packages"]["find"]["include"]
+    # setuptools' find_packages: folders with an __init__.py whose dotted name matches `include`
+    # (importing setuptools here would put its vendored packages on sys.path for the tests after it)
+    tops = [d for d in ROOT.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    folders = {".".join(p.parent.relative_to(ROOT).parts) for top in tops for p in top.rglob("*.py")}
+    shipped = {f for f in folders if any(fnmatch.fnmatchcase(f, pattern) for pattern in include)}
+    assert {"detectors", "detectors.faces", "pipeline", "training", "ui", "explain"} <= shipped
+    assert not {f.split(".")[0] for f in shipped} & {"tests", "experiments", "tools"}
+    missing = sorted(f for f in shipped if not (ROOT / f.replace(".", "/") / "__init__.py").is_file())
+    assert not missing, f"no __init__.py, so a wheel leaves them out: {missing}"
+
+
+def test_console_scripts_run_what_the_readme_commands_run():
+    scripts = _pyproject()["project"]["scripts"]
+    # python app.py, python -m pipeline, python -m training
+    assert scripts == {"forgery-lens-app": "app:main", "forgery-lens-analyze": "pipeline.batch:main",
+                       "forgery-lens-train": "training.cli:main"}
+    assert "from .batch import main" in (ROOT / "pipeline" / "__main__.py").read_text()
+    assert "from .cli import main" in (ROOT / "training" / "__main__.py").read_text()
+    for target in scripts.values():
+        module, function = target.split(":")
+        assert callable(getattr(importlib.import_module(module), function)), target
 
 
 def _cuda_runtime(name: str) -> bool:
