@@ -1,6 +1,6 @@
 """End-to-end latency of the app: one photo, every demo detector with all its explanations.
 
-    flock /tmp/forgerylens-heavy.lock python bench/app_latency.py [--runs 10] [--warm-up 3]
+    flock /tmp/forgerylens-heavy.lock python -m bench.app_latency [--runs 10] [--warm-up 3]
 
 Starts ``python app.py`` on loopback (1 torch thread, the app's default), measures how long
 until it serves (``/config`` answers) and until the first ``analyze`` call returns, then times
@@ -17,14 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from tests.app_server import start_app
 
-from tests.app_server import start_app  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def proc_memory(pid: int, key: str) -> int:

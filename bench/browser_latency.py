@@ -1,6 +1,6 @@
 """Click-to-evidence latency in a real browser: what a visitor of the page waits for.
 
-    flock /tmp/forgerylens-heavy.lock python bench/browser_latency.py [--runs 8] [--warm-up 2]
+    flock /tmp/forgerylens-heavy.lock python -m bench.browser_latency [--runs 8] [--warm-up 2]
 
 Needs Debian's chromium (``/usr/bin/chromium``) and playwright (in the test extras). Starts
 ``python app.py`` on loopback (1 torch thread, the app's default; the demo detectors), opens
@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from tests.app_server import start_app
 
-from tests.app_server import start_app  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",

@@ -1,6 +1,6 @@
 """Forgery throughput per generator: images/s on one core at 256 px from cached landmarks.
 
-    python bench/forgery_throughput.py [--pool DIR] [--size 256] [--n 200] [--kinds sbi,donor,region,ae]
+    python -m bench.forgery_throughput [--pool DIR] [--size 256] [--n 200] [--kinds sbi,donor,region,ae]
 
 Landmarks come from the disk cache (computed once if missing), crops are aligned beforehand,
 so the figure is the generator alone. Rates are per CPU-second of this single-threaded process
@@ -10,12 +10,10 @@ reading and aligning an image). Target: >= 150 images/s for sbi and region.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def main(argv: list[str] | None = None) -> int:

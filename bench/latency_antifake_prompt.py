@@ -1,6 +1,6 @@
 """CPU forward latency of AntifakePrompt, batch 1, 2 threads (run under the heavy lock).
 
-    flock /tmp/forgerylens-heavy.lock .venv/bin/python bench/latency_antifake_prompt.py
+    flock /tmp/forgerylens-heavy.lock .venv/bin/python -m bench.latency_antifake_prompt
 
 ``demo`` is timed whole. ``full`` (InstructBLIP Vicuna-7B, ~7.9 B parameters, ~16 GB in bf16)
 does not fit beside the other jobs of a 2-core machine, so it is timed at full width with few
@@ -11,17 +11,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.timing import time_ms  # noqa: E402
-from detectors.antifake_prompt import AntifakePromptDetector, AntifakePromptConfig, build_word_tokenizer  # noqa: E402
-from detectors import build_detector  # noqa: E402
+from bench.timing import time_ms
+from detectors import build_detector
+from detectors.antifake_prompt import AntifakePromptConfig, AntifakePromptDetector, build_word_tokenizer
 
 
 def timed(model, size: int, repeats: int, warmup: int = 2, best: bool = False) -> float:

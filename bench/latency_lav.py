@@ -1,18 +1,13 @@
 """CPU forward latency of lav_demo and lav_full at their input sizes (batch 1, 2 threads).
 
-Run under the shared lock: ``flock /tmp/forgerylens-heavy.lock .venv/bin/python bench/latency_lav.py``.
+Run under the shared lock: ``flock /tmp/forgerylens-heavy.lock .venv/bin/python -m bench.latency_lav``.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.timing import describe, time_ms  # noqa: E402
-from detectors import build_detector  # noqa: E402
+from bench.timing import describe, time_ms
+from detectors import build_detector
 
 
 def measure(name: str, runs: int = 10, warmup: int = 3) -> tuple[list[float], int]:

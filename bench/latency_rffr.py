@@ -2,21 +2,17 @@
 
 Reports the whole forward (16 block passes + 4 border passes of the MAE, two ViTs) and the
 frozen-MAE residual alone. Run under the shared lock:
-``flock /tmp/forgerylens-heavy.lock .venv/bin/python bench/latency_rffr.py``
+``flock /tmp/forgerylens-heavy.lock .venv/bin/python -m bench.latency_rffr``
 """
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.timing import time_ms  # noqa: E402
-from detectors import build_detector  # noqa: E402
+from bench.timing import time_ms
+from detectors import build_detector
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """CPU forward latency of vlffd_demo and vlffd_full (batch 1, 2 threads, random weights).
 
-Run under the shared lock: ``flock /tmp/forgerylens-heavy.lock .venv/bin/python bench/latency_vlffd.py``.
+Run under the shared lock: ``flock /tmp/forgerylens-heavy.lock .venv/bin/python -m bench.latency_vlffd``.
 The forward includes the sentence space (candidate text embeddings are cached after the first
 call, as at inference). Grad-CAM time is printed too.
 """
@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # vlffd_full names CLIP's tokenizer: use the cache or fall back
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.timing import describe, time_ms  # noqa: E402
-from detectors import build_detector  # noqa: E402
+from bench.timing import describe, time_ms
+from detectors import build_detector
 
 
 def measure(name: str, repeats: int, gradcam: bool) -> None:

@@ -1,6 +1,6 @@
 """Why the app runs every model call on one thread (``detectors/compute_thread.py``).
 
-    flock /tmp/forgerylens-heavy.lock python bench/thread_teams.py [--threads 2]
+    flock /tmp/forgerylens-heavy.lock python -m bench.thread_teams [--threads 2]
 
 Times a small convolution and an element-wise add (median of 50) from the first thread that
 uses torch, then from a second thread, then from the first again. PyTorch's OpenMP runtime

@@ -1,6 +1,6 @@
 """Training throughput of a recipe: images/s over N optimizer steps (after warm-up steps).
 
-    flock /tmp/forgerylens-heavy.lock .venv/bin/python bench/train_throughput.py \
+    flock /tmp/forgerylens-heavy.lock .venv/bin/python -m bench.train_throughput \
         --detector lav_demo --recipe demo --steps 20 [--batch-size 16] [--threads 2] [--synthetic] \
         [--set train.channels_last=true]
 
@@ -11,11 +11,7 @@ input instead of the recipe's data (model speed alone); the method's loss still 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def synthetic_dataset(config, n: int):

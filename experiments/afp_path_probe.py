@@ -16,32 +16,27 @@ Measured on 2 cores (1529 training / 171 validation faces, ``--augment``, 112 px
 but not through the Q-Former (why the demo recipe now trains it alone first, then freezes it).
 At 128 px (``--set input_size=128``) ``vision-mean`` 0.56 / 0.57 / 0.76 and ``vision-cls`` 0.50 /
 0.53 at steps 50 / 100, where VLFFD's CLIP-style demo tower on the same stem and data reaches
-0.64 / 0.96 / 0.99 (``experiments/vit_stem_probe.py --models vit-conv-stem --steps 150 --every 50
---augment``). That gap is the initialisation draw, not InstructBLIP's encoder: ``--seeds 0 1 2``
+0.64 / 0.96 / 0.99 (``python -m experiments.vit_stem_probe --models vit-conv-stem --steps 150
+--every 50 --augment``). That gap is the initialisation draw, not InstructBLIP's encoder: ``--seeds 0 1 2``
 gives ``vision-mean`` 0.57 / 0.65 / 0.70 at step 100 (128 px); in a one-off check VLFFD's tower
 with the conv stem drawn in an AntifakePrompt build stayed at 0.48 at step 100; and the
 AntifakePrompt recipe from seed 2 (``train.seed=2``) warmed up to 0.69 / 0.95 / 0.98 at steps
 100 / 200 / 300 where seed 0 gave 0.51 / 0.59 / 0.64.
 
-    flock /tmp/forgerylens-heavy.lock .venv/bin/python experiments/afp_path_probe.py --steps 150 --every 50 --augment
+    flock /tmp/forgerylens-heavy.lock .venv/bin/python -m experiments.afp_path_probe --steps 150 --every 50 --augment
 """
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 from torch import nn
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from experiments.vit_stem_probe import add_probe_arguments, probe_data, probe_settings, train_seeds  # noqa: E402
-from detectors.antifake_prompt import demo_config  # noqa: E402
-from detectors import build_detector  # noqa: E402
-from training.data.sentences import REAL_SENTENCE  # noqa: E402
-from training.recipes import apply_override  # noqa: E402
+from detectors import build_detector
+from detectors.antifake_prompt import demo_config
+from experiments.vit_stem_probe import add_probe_arguments, probe_data, probe_settings, train_seeds
+from training.data.sentences import REAL_SENTENCE
+from training.recipes import apply_override
 
 PROBES = ("vision-cls", "vision-mean", "qformer", "answer")
 

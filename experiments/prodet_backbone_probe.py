@@ -26,24 +26,19 @@ step 150), AUC at steps 50 / 100 / 150, reals vs autoencoder fakes:
 The blur and down-scaling were what held the demo back: its recipe now trains without them
 (``training/configs/prodet_demo.yaml``; held-out AUC 0.59 -> 0.80, see the model card).
 
-    flock /tmp/forgerylens-heavy.lock .venv/bin/python experiments/prodet_backbone_probe.py --steps 150 \\
+    flock /tmp/forgerylens-heavy.lock .venv/bin/python -m experiments.prodet_backbone_probe --steps 150 \\
         --batch 32 --augment --models tinynet_b tinynet_b+stem1 cnn
 """
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 from torch import nn
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from experiments.vit_stem_probe import Verdict, add_probe_arguments, probe_data, probe_settings, train_seeds  # noqa: E402
-from detectors import build_detector  # noqa: E402
-from training.data.artifact_check import tiny_cnn  # noqa: E402
+from detectors import build_detector
+from experiments.vit_stem_probe import Verdict, add_probe_arguments, probe_data, probe_settings, train_seeds
+from training.data.artifact_check import tiny_cnn
 
 
 class PooledVerdict(nn.Module):

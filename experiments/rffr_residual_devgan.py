@@ -7,24 +7,22 @@ ring included), the mean ``|residual|`` and the highest block. Faces are cropped
 ``python -m training evaluate`` crops them (the detector's crop policy, no augmentation).
 ``dev-gan`` is evaluation data only; nothing here trains.
 
-    flock /tmp/forgerylens-heavy.lock .venv/bin/python experiments/rffr_residual_devgan.py \
+    flock /tmp/forgerylens-heavy.lock .venv/bin/python -m experiments.rffr_residual_devgan \
         --source assets/checkpoints/rffr
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from detectors import create_detector
 
-from detectors import create_detector  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:

@@ -16,7 +16,7 @@ The better a CNN learns the autoencoder's traces, the more *real* it finds Style
 the fake covers the face or the whole picture and whether or not it is sharpened: the GAN faces
 carry less of those traces than real JPEG photos do (mean |Laplacian| 13.8 vs 17.9 on dev-gan).
 
-    flock /tmp/forgerylens-heavy.lock .venv/bin/python experiments/transfer_probe.py \\
+    flock /tmp/forgerylens-heavy.lock .venv/bin/python -m experiments.transfer_probe \\
         --setting blended 'ae=0.5,real=0.5' '{}' \\
         --setting whole-frame 'ae=0.5,real=0.5' '{"ae": {"whole_frame_p": 0.5}}'
 """
@@ -24,18 +24,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from detectors import build_detector
+from experiments.vit_stem_probe import Verdict, load_tensors, train
+from training.data.artifact_check import tiny_cnn
+from training.recipes import load_recipe
 
-from experiments.vit_stem_probe import Verdict, load_tensors, train  # noqa: E402
-from detectors import build_detector  # noqa: E402
-from training.data.artifact_check import tiny_cnn  # noqa: E402
-from training.recipes import load_recipe  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_setting(name: str, kinds: dict[str, float], options: dict, config, unseen, args) -> None:

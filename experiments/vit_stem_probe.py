@@ -16,30 +16,25 @@ lr 2e-3, with mean pooling instead of CLS, and as timm's ViT; a 4-block CNN reac
 100. With blends in the mix (same loop, 300 steps) the conv-stem tower had not started: 0.53
 with ``--kinds real=0.5,ae=0.3,sbi=0.1,donor=0.1 --augment``, 0.46 with VLFFD's own mix.
 
-    flock /tmp/forgerylens-heavy.lock .venv/bin/python experiments/vit_stem_probe.py --steps 300 --augment
+    flock /tmp/forgerylens-heavy.lock .venv/bin/python -m experiments.vit_stem_probe --steps 300 --augment
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from detectors.base import Detector  # noqa: E402
-from detectors import build_detector  # noqa: E402
-from training.data.artifact_check import tiny_cnn  # noqa: E402
-from training.data.build import build_dataset  # noqa: E402
-from training.engine.optim import build_optimizer, build_scheduler  # noqa: E402
-from training.metrics import auc as roc_auc  # noqa: E402
-from training.recipes import load_recipe  # noqa: E402
+from detectors import build_detector
+from detectors.base import Detector
+from training.data.artifact_check import tiny_cnn
+from training.data.build import build_dataset
+from training.engine.optim import build_optimizer, build_scheduler
+from training.metrics import auc as roc_auc
+from training.recipes import load_recipe
 
 
 def load_split(config, split: str, limit: int, kinds: dict[str, float], augment: bool) -> tuple[torch.Tensor, torch.Tensor]:
