@@ -34,24 +34,24 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import argparse  # noqa: E402
-import logging  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
+import argparse
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
 
-import gradio as gr  # noqa: E402
-import torch  # noqa: E402
+import gradio as gr
+import torch
 
-import pipeline  # noqa: E402
-from detectors import compute_thread  # noqa: E402
-from detectors.source_policy import SourcePolicy, parse_allow_hub  # noqa: E402
-from ui.about_tab import build_about_tab  # noqa: E402
-from ui.analyze_tab import build_analyze_tab  # noqa: E402
-from ui.files import PICTURE_GRACE, Janitor, Pictures, keep_set, queued_files  # noqa: E402
-from ui.lab_tab import build_lab_tab  # noqa: E402
-from ui.video_tab import build_video_tab  # noqa: E402
-from ui.values import STATE_TTL, examples  # noqa: E402
+import pipeline
+from detectors import compute_thread
+from detectors.source_policy import SourcePolicy, parse_allow_hub
+from ui.about_tab import build_about_tab
+from ui.analyze_tab import build_analyze_tab
+from ui.files import PICTURE_GRACE, Janitor, Pictures, keep_set, queued_files
+from ui.lab_tab import build_lab_tab
+from ui.values import STATE_TTL, examples
+from ui.video_tab import build_video_tab
 
 log = logging.getLogger("forgery_lens.app")
 
@@ -197,7 +197,7 @@ def _limit_malloc_arenas(arenas: int = 2) -> None:
 def _warm_up(analyzer: pipeline.Analyzer, path: str) -> None:
     try:
         log.info("warm-up pass done in %.1f s", analyzer.warm_up(path))
-    except Exception:  # noqa: BLE001 - warm-up is best effort
+    except Exception:  # warm-up is best effort
         log.exception("warm-up failed")
 
 

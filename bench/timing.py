@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 def time_ms(fn: Callable[[], object], runs: int, warmup: int = 1) -> list[float]:

@@ -22,6 +22,7 @@ Converting needs a few packages the app never imports (``onnx``, ``onnxruntime``
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as _dt
 import hashlib
@@ -35,9 +36,9 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -879,10 +880,7 @@ def preprocess_picture(picture: np.ndarray, preprocess: dict) -> torch.Tensor:
     scale = int(size / float(preprocess.get("crop_pct", 1.0)))
     img = Image.fromarray(picture).convert("RGB")
     w, h = img.size
-    if w <= h:
-        new = (scale, max(scale, int(round(h * scale / w))))
-    else:
-        new = (max(scale, int(round(w * scale / h))), scale)
+    new = (scale, max(scale, int(round(h * scale / w)))) if w <= h else (max(scale, int(round(w * scale / h))), scale)
     resample = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}[preprocess.get("interpolation", "bicubic")]
     img = img.resize(new, resample)
     left, top = (new[0] - size) // 2, (new[1] - size) // 2
@@ -901,7 +899,7 @@ def check_imagenet_top1(b: Backbone, state: dict[str, torch.Tensor], reference: 
         from timm.data import ImageNetInfo
 
         describe = ImageNetInfo().index_to_description
-    except Exception:  # pragma: no cover - names are only for the report
+    except Exception:  # noqa: BLE001  # pragma: no cover - names are only for the report
         def describe(i):
             return str(i)
     wanted = {"chelsea": set(range(281, 286)), "coffee": {967}}
@@ -1129,8 +1127,6 @@ def _versions() -> dict[str, str]:
 
     out = {"python": sys.version.split()[0]}
     for package in ("torch", "timm", "transformers", "safetensors", "onnx", "onnxruntime", "h5py", "numpy"):
-        try:
+        with contextlib.suppress(md.PackageNotFoundError):
             out[package] = md.version(package)
-        except md.PackageNotFoundError:
-            pass
     return out

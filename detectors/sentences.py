@@ -10,7 +10,7 @@ training, so this module lives here and training imports it.
 from __future__ import annotations
 
 import re
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 #: Facial parts a region forgery may touch, in the order of the multi-hot ``regions`` vector.
 #: Names are the person's left/right (see ``detectors.faces.regions``).

@@ -23,8 +23,8 @@ cores the demos fine-tune the top of each tower only.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import nn

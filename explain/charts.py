@@ -8,9 +8,10 @@ font matplotlib ships, so the app needs no font of its own.
 """
 from __future__ import annotations
 
-from functools import lru_cache
+import itertools
+from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -30,7 +31,7 @@ TEXT_SIZE = 11
 BAR_PAD = 8
 
 
-@lru_cache(maxsize=None)
+@cache
 def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     """DejaVu Sans at ``size`` px (PIL's own scalable default if matplotlib's copy is missing)."""
     import matplotlib
@@ -313,7 +314,7 @@ def path_plot(anchors: np.ndarray, anchor_labels: Sequence[str], anchor_shapes: 
     draw_lines(draw, width / 2, MARGIN, title_lines, TITLE_SIZE, align="center")
     draw.rectangle([plot_x, plot_y, plot_x + side, plot_y + side], fill=PLOT_BACKGROUND, outline=INK)
     corners = [to_pixels(a) for a in anchors]
-    for a, b in zip(corners, corners[1:]):
+    for a, b in itertools.pairwise(corners):
         dashed_line(draw, a, b, fill=MUTED, width=2)
     for xy, shape, colour in zip(corners, anchor_shapes, anchor_colours):
         draw_marker(draw, shape, xy, 7, tuple(colour))

@@ -1,7 +1,7 @@
 """Grad-CAM over any detector through its contract (``target_layers``, ``reshape_transform``)."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np

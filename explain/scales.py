@@ -16,10 +16,11 @@ exactly the values the app colours.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -217,8 +218,18 @@ def scaled_map_panel(shown: np.ndarray, scale: MapScale, title: str = "", cmap: 
     labelled colour bar; ``cell_values`` (same grid) are written in the cells."""
     from PIL import ImageDraw
 
-    from .charts import (INK, MARGIN, PAPER, TITLE_SIZE, _title_block, draw_lines, font, grid_pixels, line_height,
-                         side_by_side)
+    from .charts import (
+        INK,
+        MARGIN,
+        PAPER,
+        TITLE_SIZE,
+        _title_block,
+        draw_lines,
+        font,
+        grid_pixels,
+        line_height,
+        side_by_side,
+    )
     from .render import colorize
 
     grid = np.clip(np.nan_to_num(np.asarray(shown, np.float32)), 0, 1)

@@ -18,7 +18,6 @@ from .charts import captioned_row, colour_legend, map_panel, outline_mask, side_
 from .render import DEFAULT_CMAP, colorize
 
 
-
 class ScoredMap(Protocol):
     """A map scored against the forged pixels (``training.lab.LabMap`` is one); declared here so
     that explain draws the lab's figure without importing training."""

@@ -26,9 +26,10 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ def analyze_file(analyzer, item: BatchFile, options: dict[str, Any], choices: di
     except OSError as exc:
         record.update(status="error", error=type(exc).__name__,
                       message=f"This file could not be read ({exc.strerror or exc}).")
-    except Exception as exc:  # noqa: BLE001 - one bad file must not stop the run
+    except Exception as exc:  # one bad file must not stop the run
         log.exception("%s failed", item.path)
         record.update(status="error", error=type(exc).__name__,
                       message=f"This file could not be analysed ({short_reason(exc)}).")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -50,7 +50,7 @@ def run_detector(loaded: LoadedDetector, prepared: PreparedImage, face_index: in
         with loaded.lock:
             decision, explanations = compute_thread.run(_decide, model, prepared.rgb, face, with_explanations, index,
                                                         len(prepared.faces))
-    except Exception as exc:  # noqa: BLE001 - one broken detector must not take the page down
+    except Exception as exc:  # one broken detector must not take the page down
         log.exception("%s failed", slot.name)
         return DetectorResult(slot.family, model.config.name, loaded.title, loaded.paper, "error",
                               f"This detector failed on this face ({short_reason(exc)}).", loaded.requested,

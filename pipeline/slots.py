@@ -7,8 +7,8 @@ which are missing.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from detectors import get_entry, get_family, list_detectors, list_families
 from detectors.registry import BUILTIN_FAMILIES, TEST_FAMILIES, in_build

@@ -1,8 +1,9 @@
 """Across detectors: the combined verdict (a vote weighted by measured skill) and the API's report."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 

@@ -32,17 +32,25 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 import numpy as np
 
 from detectors import compute_thread
 from detectors.faces import AlignedFace, Face
-from detectors.faces.video import (DEFAULT_FRAMES, MAX_FRAMES, MAX_SECONDS, NoFaceInVideo, VideoClip, VideoSource,
-                                   read_video)
+from detectors.faces.video import (
+    DEFAULT_FRAMES,
+    MAX_FRAMES,
+    MAX_SECONDS,
+    NoFaceInVideo,
+    VideoClip,
+    VideoSource,
+    read_video,
+)
 from detectors.faces.video_tracks import Track, track_faces
 from detectors.measured import Measured, measured_of
 from explain.base import Explanation
@@ -223,7 +231,7 @@ def score_track(loaded: LoadedDetector, video: PreparedVideo, track: Track, batc
                 crops[i], probs[i] = a, p
             if progress is not None:
                 progress(min(1.0, (b + len(chunk)) / len(frames)), f"Scoring frames: {loaded.title}")
-    except Exception as exc:  # noqa: BLE001 - one broken detector must not take the page down
+    except Exception as exc:  # one broken detector must not take the page down
         log.exception("%s failed on a video", slot.name)
         return VideoDetectorResult(slot.family, model.config.name, loaded.title, loaded.paper, "error", times,
                                    [None] * len(times), float(model.config.threshold),
@@ -245,7 +253,7 @@ def explain_frame(result: VideoDetectorResult, frame: int) -> list[Explanation]:
     try:
         with result.loaded.lock:
             _, explanations = compute_thread.run(explain_face, result.loaded.model, result.crops[frame])
-    except Exception:  # noqa: BLE001 - the scores stand without the pictures
+    except Exception:  # the scores stand without the pictures
         log.exception("%s could not explain frame %d", result.name, frame)
         return []
     result.evidence[frame] = list(explanations)
@@ -412,9 +420,9 @@ def thumbnails(video: PreparedVideo, track: int = 0, size: int = 96) -> list[tup
             side = 1.3 * max(x1 - x0, y1 - y0)
             cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
             h, w = rgb.shape[:2]
-            l, t = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
-            r, b = int(min(w, cx + side / 2)), int(min(h, cy + side / 2))
-            pic = cv2.resize(rgb[t:b, l:r], (size, size), interpolation=cv2.INTER_AREA)
+            left, top = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
+            right, bottom = int(min(w, cx + side / 2)), int(min(h, cy + side / 2))
+            pic = cv2.resize(rgb[top:bottom, left:right], (size, size), interpolation=cv2.INTER_AREA)
             caption = f"{frame.time:.2f} s"
         else:
             h, w = rgb.shape[:2]

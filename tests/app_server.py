@@ -50,11 +50,11 @@ def start_app(*args: str, env: dict[str, str] | None = None, timeout: float = 18
                 "HF_HUB_DISABLE_TELEMETRY": "1", "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1",
                 **(env or {})}
     log_path = log_path or Path(os.environ.get("TMPDIR", "/tmp")) / f"forgery-lens-app-{port}.log"
-    out = open(log_path, "w")
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(port),
-                             "--threads", str(threads), *args], cwd=ROOT, env=full_env, stdout=out,
-                            stderr=subprocess.STDOUT)
+    with open(log_path, "w") as out:  # the app writes to its own copy of the file descriptor
+        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(port),
+                                 "--threads", str(threads), *args], cwd=ROOT, env=full_env, stdout=out,
+                                stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     server = AppServer(proc, url, 0.0, log_path)
     while time.perf_counter() - started < timeout:

@@ -15,12 +15,12 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file  # noqa: E402
-from gradio_client.exceptions import AppError  # noqa: E402
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 
-from detectors.registry import BUILTIN_FAMILIES  # noqa: E402
+from detectors.registry import BUILTIN_FAMILIES
 
-from .app_server import start_app  # noqa: E402
+from .app_server import start_app
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "assets" / "examples" / "astronaut.png"
@@ -88,7 +88,7 @@ def test_analyze_returns_a_result_per_detector_with_images(analyzed):
 
 @pytest.mark.parametrize("family", BUILTIN_FAMILIES)
 def test_real_family_result(analyzed, family):
-    result, gallery = analyzed
+    result, _gallery = analyzed
     entry = _entry(result, family)
     if entry["status"] == "missing":
         assert entry["message"], "a missing detector says why"
@@ -149,7 +149,7 @@ def test_failing_source_falls_back_with_a_visible_message(client, photo, tmp_pat
 
 def test_ui_chain_prepares_then_each_card_runs_in_the_same_session(server, photo):
     client = Client(server.url, verbose=False)
-    faces, status, combined = client.predict(handle_file(str(photo)), 1, api_name="/prepare")
+    faces, status, _combined = client.predict(handle_file(str(photo)), 1, api_name="/prepare")
     assert "Found **1 face**" in status and Path(faces).is_file()
     verdict, *rest = client.predict(1, True, "", api_name="/detect_tiny")
     assert "Probability of manipulation" in verdict and "`random`" in verdict

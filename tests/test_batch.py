@@ -22,8 +22,7 @@ import numpy as np
 import pytest
 
 from detectors import create_detector
-from pipeline import Analyzer, Choice, analyze_video, prepare, report
-from pipeline import batch
+from pipeline import Analyzer, Choice, analyze_video, batch, prepare, report
 from pipeline.batch import BatchFile, collect_files, main, read_records
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -140,8 +140,8 @@ def test_colour_legend_runs_from_low_on_the_left_to_high_on_the_right():
 
 
 def test_lab_figure_wraps_after_a_row_of_pictures_and_outlines_the_truth_on_maps():
-    from training.lab import LabMap
     from explain.summary import LAB_COLUMNS, lab_figure
+    from training.lab import LabMap
 
     yy, xx = np.mgrid[:64, :64]
     truth = ((yy - 32) ** 2 + (xx - 32) ** 2 < 15 ** 2).astype(np.float32)

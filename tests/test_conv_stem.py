@@ -9,7 +9,8 @@ from detectors import build_detector
 from detectors.conv_stem import ConvStem, make_patch_stem
 
 TINY_VLFFD = dict(vision_tower="clip", text_tower="clip", tokenizer="word", text_context=16, input_size=32,
-                  patch_size=8, crop_size=48, vision_width=32, vision_layers=1, vision_heads=2, vision_mlp=64, text_width=32, text_layers=1, text_heads=2, text_mlp=64, embed_dim=16)
+                  patch_size=8, crop_size=48, vision_width=32, vision_layers=1, vision_heads=2, vision_mlp=64,
+                  text_width=32, text_layers=1, text_heads=2, text_mlp=64, embed_dim=16)
 
 
 @pytest.mark.parametrize("patch,size", [(2, 16), (8, 32), (16, 64)])
@@ -72,7 +73,7 @@ def test_antifake_prompt_conv_stem_is_frozen_with_its_statistics_in_the_prompt_s
     stem = model.vlm.vision_model.embeddings.patch_embedding
     assert isinstance(stem, ConvStem)
     method = get_method("antifake_prompt", {"method": {"init_word": "real"}})
-    pretrain, prompt = method.stages()
+    _pretrain, prompt = method.stages()
     batch = {"image": torch.randn(2, 3, 32, 32), "label": torch.tensor([0, 1])}
     stats = [b.clone() for b in stem.buffers()]
     assert torch.isfinite(method.loss(model, batch, prompt)["loss"])

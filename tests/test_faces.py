@@ -7,8 +7,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detectors.faces import (REGIONS, CropPolicy, ImageTooLarge, ImageUnreadable, NoFaceFound, align_face,
-                             detect_faces, flipped_name, load_image, region_mask, region_masks)
+from detectors.faces import (
+    REGIONS,
+    CropPolicy,
+    ImageTooLarge,
+    ImageUnreadable,
+    NoFaceFound,
+    align_face,
+    detect_faces,
+    flipped_name,
+    load_image,
+    region_mask,
+    region_masks,
+)
 from detectors.faces import mesh_indices as idx
 from detectors.faces.io import WORKING_SIZE
 
@@ -43,7 +54,7 @@ def test_grayscale_and_16_bit(astronaut):
     gray = Image.fromarray(astronaut).convert("L")
     rgb = load_image(_encode(gray, "PNG"))
     assert rgb.shape == (512, 512, 3) and np.array_equal(rgb[..., 0], rgb[..., 1])
-    deep = Image.fromarray((np.asarray(gray, np.uint16) * 257))
+    deep = Image.fromarray(np.asarray(gray, np.uint16) * 257)
     rgb16 = load_image(_encode(deep, "PNG"))
     assert np.abs(rgb16[..., 0].astype(int) - np.asarray(gray, int)).max() <= 1
     assert len(detect_faces(rgb16)) == 1

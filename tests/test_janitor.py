@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 pytest.importorskip("gradio")
-from detectors.faces import FaceError  # noqa: E402
-from ui.files import Janitor, Pictures, existing_upload  # noqa: E402
+from detectors.faces import FaceError
+from ui.files import Janitor, Pictures, existing_upload
 
 HOUR = 3600.0
 PIXELS = np.zeros((8, 8, 3), np.uint8)

@@ -14,8 +14,8 @@ import pytest
 import torch
 import yaml
 
-from detectors.faces.align import AlignedFace, CropPolicy
 from detectors import build_detector, create_detector
+from detectors.faces.align import AlignedFace, CropPolicy
 from explain.scales import MapScale, calibrate, collecting, scale_for
 
 #: Phrases that claim a forgery was found: never in a caption of a face the detector calls real.

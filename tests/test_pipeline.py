@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import pipeline
 from detectors import create_detector
 from detectors.measured import measured_of
-import pipeline
 from detectors.registry import BUILTIN_FAMILIES
 from pipeline import Analyzer, Choice, DetectorSlot, ModelCache, combine, running
 from pipeline import slots as slots_module

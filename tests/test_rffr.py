@@ -52,7 +52,7 @@ def test_block_reconstruction_ignores_the_hidden_block(tiny):
     x = torch.rand(1, 3, 112, 112)
     y = x.clone()
     y[:, :, 8:32, 8:32] = torch.rand(1, 3, 24, 24)  # block 0 = patch rows/cols 1..3 at patch 8
-    norm = lambda t: (t - tiny.mean) / tiny.std  # noqa: E731
+    norm = lambda t: (t - tiny.mean) / tiny.std
     a = tiny.residual(norm(x), torch.tensor([0]))
     b = tiny.residual(norm(y), torch.tensor([0]))
     assert torch.allclose(a["reconstruction"][..., 8:32, 8:32], b["reconstruction"][..., 8:32, 8:32], atol=1e-5)
@@ -129,8 +129,8 @@ def test_gradcam_and_explanations_have_the_crop_size(tiny, astronaut):
     import cv2
 
     from detectors.faces.align import AlignedFace
-    from explain.gradcam import grad_cam
     from explain.evidence import explain
+    from explain.gradcam import grad_cam
 
     cam = grad_cam(tiny, torch.randn(1, 3, 112, 112))
     assert cam.shape == (112, 112) and 0 <= cam.min() and cam.max() <= 1

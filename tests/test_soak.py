@@ -17,9 +17,9 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client import Client, handle_file
 
-from .app_server import start_app  # noqa: E402
+from .app_server import start_app
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +61,7 @@ def serve_everything(client: Client, photo: Path) -> None:
         result, gallery = client.predict(handle_file(str(image)), api_name="/analyze")
         assert {d["status"] for d in result["detectors"]} <= {"ok", "missing"}
         assert all(Path(item["image"]).is_file() for item in gallery)
-    forged, truth, text = client.predict(handle_file(str(photo)), ["nose"], "self-blend", 0, api_name="/forge")
+    forged, _truth, text = client.predict(handle_file(str(photo)), ["nose"], "self-blend", 0, api_name="/forge")
     assert Path(forged).is_file() and "nose" in text
     table, *_ = client.predict(*([True, ""] * 6), api_name="/lab_detect")
     assert "Tiny test detector" in table

@@ -7,6 +7,7 @@ test uses LAV's demo checkpoint to see the forged frames rise on the timeline.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import wave
@@ -19,7 +20,7 @@ import pytest
 import pipeline
 from detectors.faces import CropPolicy, Face, align_face, detect_faces
 from detectors.faces import video as vid
-from detectors.faces.video import (AudioOnly, NoFaceInVideo, NoVideoFrames, NotAVideo, VideoUnreadable, read_video)
+from detectors.faces.video import AudioOnly, NoFaceInVideo, NotAVideo, NoVideoFrames, VideoUnreadable, read_video
 from detectors.faces.video_tracks import iou, link_tracks
 from pipeline import Analyzer, Choice, PreparedImage, analyze_video, frame_evidence, prepare_video
 from pipeline.running import run_detector
@@ -261,7 +262,7 @@ def test_the_moving_face_is_one_track_through_every_frame(prepared):
     track = prepared.tracks[0]
     assert track.frames == list(range(N))
     lefts = [track.faces[i].bbox[0] for i in track.frames]
-    assert all(b > a for a, b in zip(lefts, lefts[1:])), "the box follows the face left to right"
+    assert all(b > a for a, b in itertools.pairwise(lefts)), "the box follows the face left to right"
     assert lefts[-1] - lefts[0] == pytest.approx(_x(N - 1) - _x(0), rel=0.2)  # as far as the portrait moved
 
 

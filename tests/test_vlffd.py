@@ -9,8 +9,15 @@ import torch
 from safetensors.torch import load_file
 
 from detectors import build_detector, create_detector
-from detectors.vlffd import (REAL_SENTENCE, SENTENCE_REGIONS, TOKENIZER_FILE, WHOLE_FACE_SENTENCE, SentenceTokenizer,
-                             candidate_sentences, region_sentence)
+from detectors.vlffd import (
+    REAL_SENTENCE,
+    SENTENCE_REGIONS,
+    TOKENIZER_FILE,
+    WHOLE_FACE_SENTENCE,
+    SentenceTokenizer,
+    candidate_sentences,
+    region_sentence,
+)
 from training.data import kinds
 from training.methods import get_method
 from training.methods.vlffd import symmetric_infonce
@@ -250,14 +257,14 @@ def test_tokenizer_file_must_match_the_config(tiny, tmp_path):
 
 def test_gradcam_and_region_map(tiny, astronaut):
     from detectors.faces import detect_faces
-    from explain.gradcam import grad_cam
     from explain.evidence import explain
+    from explain.gradcam import grad_cam
 
     x = torch.randn(1, 3, 32, 32)
     cam = grad_cam(tiny, x)
     assert cam.shape == (32, 32) and np.isfinite(cam).all()
     aligned = tiny.crop(astronaut, detect_faces(astronaut)[0])
-    out, explanations = explain(tiny, aligned)
+    _out, explanations = explain(tiny, aligned)
     kinds_ = [e.kind for e in explanations]
     assert kinds_ == ["vlffd_regions", "vlffd_region_bars", "gradcam"]
     regions = explanations[0]

@@ -119,7 +119,8 @@ def config_from_state(state: dict[str, torch.Tensor]) -> dict[str, Any]:
 def convert_state(state: dict[str, torch.Tensor]):
     """The authors' state dict -> a ``prodet_full`` detector holding exactly its tensors."""
     from detectors import create_detector
-    from detectors.pretrained import ConversionError as BackboneMismatch, lukemelas_to_timm
+    from detectors.pretrained import ConversionError as BackboneMismatch
+    from detectors.pretrained import lukemelas_to_timm
 
     overrides = config_from_state(state)
     model = create_detector("prodet_full", source="random", **overrides)

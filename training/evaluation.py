@@ -64,9 +64,8 @@ def draws_summary(detector, build, first: dict[str, Any], seeds: list[int], batc
 
 def plot_roc(scores: np.ndarray, labels: np.ndarray, path: Path, title: str, threshold: float | None = None) -> Path | None:
     """ROC curve PNG with the AUC and the operating point at ``threshold``."""
-    from sklearn.metrics import roc_curve
-
     import matplotlib
+    from sklearn.metrics import roc_curve
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

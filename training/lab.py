@@ -20,8 +20,9 @@ the app's request path already imports this module to make them.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -29,9 +30,9 @@ import numpy as np
 from detectors.faces import AlignedFace, CropPolicy, Face, align_face
 from explain.render import resize_map
 
+from . import localization
 from .data import blend, kinds
 from .data.forgery import make_forgery, self_donor
-from . import localization
 
 if TYPE_CHECKING:  # the pipeline's result type, for hints only: training does not import the pipeline
     from pipeline.results import DetectorResult

@@ -18,7 +18,7 @@ here: the lab scores maps on the app's request path.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

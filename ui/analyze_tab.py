@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
 
@@ -97,7 +98,7 @@ def build_analyze_tab(analyzer: pipeline.Analyzer, prepared: gr.State, picture: 
             prep = decode(payload, state)
         except FaceError as exc:
             return None, error_markdown(exc), None, "", *cleared
-        except Exception as exc:  # noqa: BLE001 - shown, logged, the app keeps serving
+        except Exception as exc:  # shown, logged, the app keeps serving
             log.exception("decoding failed")
             return None, error_markdown(exc), None, "", *cleared
         finally:

@@ -62,13 +62,12 @@ def build_card(slot: pipeline.DetectorSlot, analyzer: pipeline.Analyzer, picture
             first = f"Waiting for a photo.\n\n{accuracy}{note}" if available else f"### Not available{note}"
             verdict = gr.Markdown(first, elem_id=f"verdict-{slot.family}")
         images, texts = [], []
-        with gr.Column(scale=3):
-            with gr.Row(equal_height=False):
-                for i in range(MAX_SLOTS):
-                    with gr.Column(min_width=170, elem_classes=["slot"]):
-                        images.append(gr.Image(visible=False, interactive=False, format="png", height=260,
-                                               show_label=False, elem_id=f"img-{slot.family}-{i}"))
-                        texts.append(gr.Markdown(visible=False, elem_id=f"text-{slot.family}-{i}"))
+        with gr.Column(scale=3), gr.Row(equal_height=False):
+            for i in range(MAX_SLOTS):
+                with gr.Column(min_width=170, elem_classes=["slot"]):
+                    images.append(gr.Image(visible=False, interactive=False, format="png", height=260,
+                                           show_label=False, elem_id=f"img-{slot.family}-{i}"))
+                    texts.append(gr.Markdown(visible=False, elem_id=f"text-{slot.family}-{i}"))
         state = gr.State(None, time_to_live=STATE_TTL)
         probe = gr.State(None, time_to_live=STATE_TTL)
     card = Card(slot.family, run, source, verdict, images, texts, state, probe)

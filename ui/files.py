@@ -11,8 +11,9 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 import gradio as gr
@@ -135,7 +136,7 @@ class Janitor:
             time.sleep(max(0.5, min(10.0, self._grace / 4)))
             try:
                 self.sweep()
-            except Exception:  # noqa: BLE001 - the janitor must outlive any one bad file
+            except Exception:  # the janitor must outlive any one bad file
                 log.exception("janitor sweep failed")
 
 

@@ -6,7 +6,7 @@ against the forged pixels, rows streaming in).
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import gradio as gr
 
@@ -17,7 +17,8 @@ from training import lab
 
 from .analyze_tab import AnalyzeTab
 from .files import Pictures, existing_upload, upload_path
-from .texts import lab_markdown, lab_table as lab_table_markdown
+from .texts import lab_markdown
+from .texts import lab_table as lab_table_markdown
 from .values import STATE_TTL, error_markdown, examples, read_choices
 
 

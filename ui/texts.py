@@ -6,7 +6,7 @@ No Gradio here, so the words are testable without a UI.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from explain.summary import accuracy_markdown, escape
 from pipeline.results import DetectorResult

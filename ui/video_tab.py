@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
 import pandas as pd
@@ -127,7 +128,7 @@ def build_video_tab(analyzer: pipeline.Analyzer, picture: Pictures, discard: Cal
                                             progress=lambda f, w: progress(0.5 + 0.5 * f, desc=w))
         except FaceError as exc:
             return [None, error_markdown(exc), "", [], "", *_cleared(slots, cards), None]
-        except Exception as exc:  # noqa: BLE001 - shown, logged, the app keeps serving
+        except Exception as exc:  # shown, logged, the app keeps serving
             log.exception("video analysis failed")
             return [None, error_markdown(exc), "", [], "", *_cleared(slots, cards), None]
         seconds = time.perf_counter() - started

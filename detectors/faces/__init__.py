@@ -6,7 +6,19 @@ from .landmarks import Face, detect_faces
 from .regions import FLIP_PAIRS, REGIONS, flipped_name, region_mask, region_masks
 
 __all__ = [
-    "AlignedFace", "CropPolicy", "Face", "FaceError", "FLIP_PAIRS", "ImageTooLarge", "ImageUnreadable",
-    "NoFaceFound", "REGIONS", "align_face", "detect_faces", "flipped_name", "load_image", "region_mask",
+    "FLIP_PAIRS",
+    "REGIONS",
+    "AlignedFace",
+    "CropPolicy",
+    "Face",
+    "FaceError",
+    "ImageTooLarge",
+    "ImageUnreadable",
+    "NoFaceFound",
+    "align_face",
+    "detect_faces",
+    "flipped_name",
+    "load_image",
+    "region_mask",
     "region_masks",
 ]

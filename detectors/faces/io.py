@@ -4,7 +4,6 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -16,7 +15,7 @@ MAX_PIXELS = 80_000_000
 #: Longest side kept for face analysis; larger photos are downscaled to it.
 WORKING_SIZE = 1600
 
-ImageSource = Union[str, Path, bytes, np.ndarray, Image.Image]
+ImageSource = str | Path | bytes | np.ndarray | Image.Image
 
 
 def _open(source: ImageSource) -> Image.Image:

@@ -35,7 +35,7 @@ class Face:
         x0, y0, x1, y1 = self.bbox
         return (x1 - x0) * (y1 - y0)
 
-    def flipped(self, width: int) -> "Face":
+    def flipped(self, width: int) -> Face:
         """The same face in the horizontally mirrored image (landmark indices unchanged)."""
         pts = self.landmarks.copy()
         pts[:, 0] = (width - 1) - pts[:, 0]

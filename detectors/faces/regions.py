@@ -6,7 +6,6 @@ and right; :data:`FLIP_PAIRS` says which names a horizontal flip swaps.
 """
 from __future__ import annotations
 
-
 import cv2
 import numpy as np
 

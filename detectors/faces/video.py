@@ -14,9 +14,9 @@ timestamps and a second pass picks them.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Union
 
 import cv2
 import numpy as np
@@ -31,7 +31,7 @@ MAX_SECONDS = 60.0
 #: Frames whose longer side is above this are downscaled to it before face search.
 VIDEO_WORKING_SIZE = 1280
 
-VideoSource = Union[str, Path]
+VideoSource = str | Path
 #: ``progress(fraction, words)``: how far decoding is, in [0, 1] (``gr.Progress`` fits).
 Progress = Callable[[float, str], None]
 

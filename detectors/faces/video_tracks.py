@@ -8,8 +8,8 @@ their box areas), so the first is the subject: large and present in most frames.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 

@@ -21,8 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def table(families: list[str]) -> str:
     from detectors.hub import demo_checkpoint_dir, read_config
     from detectors.measured import measured_of
-    from pipeline.results import measured_json
     from explain.summary import accuracy_table
+    from pipeline.results import measured_json
 
     rows = [(f"`{family}`", measured_json(measured_of(read_config(demo_checkpoint_dir(family)))))
             for family in families]

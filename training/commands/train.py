@@ -72,8 +72,8 @@ def with_data(recipe: dict[str, Any], path: str | None) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from accelerate.utils import set_seed
 
-    from detectors.errors import CheckpointError
     from detectors import build_detector
+    from detectors.errors import CheckpointError
     from training.engine import Trainer
     from training.recipes import RecipeError, complete, load_recipe
 

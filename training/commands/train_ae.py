@@ -148,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.time() - start
     info = {"pool": Path(args.pool).name, "images": n, "steps": step, "seconds": round(seconds, 1),
             "cpu_seconds": round(time.process_time() - cpu0, 1), "width": args.width, "latent": args.latent,
-            "batch_size": args.batch_size, "lr": args.lr, "adv": args.adv, "init": args.init and Path(args.init).name, "threads": args.threads,
+            "batch_size": args.batch_size, "lr": args.lr, "adv": args.adv, "init": args.init and Path(args.init).name,
+            "threads": args.threads,
             "final": {k: round(v, 4) for k, v in running.items()}, "history": history}
     (Path(args.out) / "training.json").write_text(json.dumps(info, indent=1) + "\n")
     print(f"saved {args.out} after {step} steps ({seconds / 60:.1f} min); weighted L1 {running.get('l1', 0):.4f}")

@@ -28,7 +28,7 @@ class AugmentConfig:
     jpeg_quality: tuple[int, int] = (60, 95)
 
     @classmethod
-    def from_cfg(cls, cfg: Any) -> "AugmentConfig | None":
+    def from_cfg(cls, cfg: Any) -> AugmentConfig | None:
         """``None``/``True`` -> defaults, ``False`` -> no augmentation, dict -> overrides."""
         if cfg is False:
             return None

@@ -93,7 +93,7 @@ class FaceAutoencoder(nn.Module):
         save_file({k: v.detach().contiguous() for k, v in self.state_dict().items()}, str(folder / "model.safetensors"))
 
     @classmethod
-    def load(cls, folder: str | Path = DEFAULT_DIR) -> "FaceAutoencoder":
+    def load(cls, folder: str | Path = DEFAULT_DIR) -> FaceAutoencoder:
         from safetensors.torch import load_file
 
         folder = Path(folder)

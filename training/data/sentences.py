@@ -10,9 +10,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from detectors.sentences import (BOTH, DONOR_SENTENCE, GENERATED_SENTENCE, PART_NAMES,  # noqa: F401
-                                 REAL_SENTENCE, SELF_BLEND_SENTENCE, WHOLE_FACE_SENTENCE, parse_sentence,
-                                 region_sentence)
+from detectors.sentences import (  # noqa: F401
+    BOTH,
+    DONOR_SENTENCE,
+    GENERATED_SENTENCE,
+    PART_NAMES,
+    REAL_SENTENCE,
+    SELF_BLEND_SENTENCE,
+    WHOLE_FACE_SENTENCE,
+    parse_sentence,
+    region_sentence,
+)
 
 from . import kinds
 

@@ -26,8 +26,9 @@ language-model loss on the answer "yes" (real) or "no" (fake) to "Is this photo 
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F

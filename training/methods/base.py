@@ -12,14 +12,15 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import types
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Union, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
 
 import torch
 from torch import nn
 
-_METHODS: dict[str, type["TrainingMethod"]] = {}
+_METHODS: dict[str, type[TrainingMethod]] = {}
 
 
 @dataclass
@@ -42,7 +43,7 @@ class MethodOptions:
     their defaults, so a misspelt key is an error (as under ``model:``), not silently ignored."""
 
     @classmethod
-    def from_recipe(cls, recipe: dict[str, Any] | None, family: str = "") -> "MethodOptions":
+    def from_recipe(cls, recipe: dict[str, Any] | None, family: str = "") -> MethodOptions:
         raw = (recipe or {}).get("method") or {}
         where = f"{family}: method" if family else "method"
         if not isinstance(raw, dict):

@@ -41,6 +41,7 @@ from detectors.patch_grid import patch_similarity
 
 from .base import MethodOptions, MethodOptionsError, Stage, TrainingMethod, register_method
 
+
 @dataclass
 class LavOptions(MethodOptions):
     mixup_prob: float = 0.5  # the authors flip a fair coin per batch

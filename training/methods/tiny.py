@@ -6,8 +6,9 @@ several stages, so the engine's multi-stage path can be tested without a big mod
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -24,8 +24,9 @@ uses stages as a curriculum for its from-scratch towers; the paper trains one st
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
