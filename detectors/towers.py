@@ -34,7 +34,8 @@ from .patch_grid import tokens_to_grid
 BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
 
 
-def freeze_all_but_last(blocks: Sequence[nn.Module], trainable: int, *before: nn.Module) -> None:
+def freeze_all_but_last(blocks: nn.ModuleList | nn.Sequential | Sequence[nn.Module], trainable: int,
+                        *before: nn.Module) -> None:
     """Freeze ``before`` modules and all but the last ``trainable`` of ``blocks`` (-1: freeze nothing)."""
     if trainable < 0:
         return
@@ -64,8 +65,9 @@ class VitTower(nn.Module):
         self.readout_norm = nn.BatchNorm1d(self.out_dim)
         freeze_all_but_last(self.vit.blocks, trainable, self.vit.patch_embed)
         if trainable >= 0:
-            self.vit.cls_token.requires_grad_(False)
-            self.vit.pos_embed.requires_grad_(False)
+            for table in (self.vit.cls_token, self.vit.pos_embed):
+                if table is not None:
+                    table.requires_grad_(False)
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Final-norm tokens (B, 1 + g*g, width)."""
@@ -78,7 +80,9 @@ class VitTower(nn.Module):
 
     def last_block_norm(self) -> nn.Module:
         """Where Grad-CAM hooks: the last block's first LayerNorm (tokens of the final block's input)."""
-        return self.vit.blocks[-1].norm1
+        norm = self.vit.blocks[-1].norm1
+        assert isinstance(norm, nn.Module)
+        return norm
 
     def tokens_to_grid(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, 1 + g*g, C) -> (B, C, g, g), the class token dropped."""

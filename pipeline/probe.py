@@ -42,7 +42,8 @@ def patch_probe(result: DetectorResult, limit: int | None = None) -> PatchProbe 
     if not result.ok or result.aligned is None:
         return None
     shown = result.explanations[:limit]
-    crop = result.aligned.image.shape[:2]
+    height, width = result.aligned.image.shape[:2]
+    crop = (height, width)
     for i, e in enumerate(shown):
         emb = e.data.get("patch_embeddings")
         if emb is not None and np.ndim(emb) == 3:

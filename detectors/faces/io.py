@@ -23,9 +23,10 @@ def _open(source: ImageSource) -> Image.Image:
         return source
     if isinstance(source, np.ndarray):
         return _from_array(source)
-    data = source if isinstance(source, bytes) else None
     try:
-        if data is None:
+        if isinstance(source, bytes):
+            data = source
+        else:
             path = Path(source)
             if not path.is_file():
                 raise ImageUnreadable(f"no file at {path.name!r}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -48,8 +49,8 @@ class _Mediapipe:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._mesh = None
-        self._detector = None
+        self._mesh: Any = None  # mediapipe's solutions (untyped)
+        self._detector: Any = None
 
     def _build(self) -> None:
         import mediapipe as mp  # heavy import, deferred to first use

@@ -103,18 +103,18 @@ def region_mask(landmarks: np.ndarray, region: str, size: tuple[int, int], soft:
     pts = np.asarray(landmarks, dtype=np.float32)
     h, w = size
     polys, cut = _region_polygons(pts, region)
-    mask = np.zeros((h, w), np.uint8)
+    mask: np.ndarray = np.zeros((h, w), np.uint8)
     eye_distance = _FaceFrame(pts).eye_distance
     if region == "jaw":
         thickness = max(2, int(round(0.35 * eye_distance)))
-        cv2.polylines(mask, [np.round(polys[0]).astype(np.int32)], False, 255, thickness, cv2.LINE_AA)
+        cv2.polylines(mask, [np.round(polys[0]).astype(np.int32)], False, (255,), thickness, cv2.LINE_AA)
         mask = np.minimum(mask, _fill(region_hull(pts), h, w, dilate=thickness // 2))
     else:
         for poly in polys:
-            cv2.fillConvexPoly(mask, np.round(poly.reshape(-1, 2) * 4).astype(np.int32), 255, cv2.LINE_AA, shift=2)
+            cv2.fillConvexPoly(mask, np.round(poly.reshape(-1, 2) * 4).astype(np.int32), (255,), cv2.LINE_AA, shift=2)
     for other in cut:
         mask[region_mask(pts, other, size) > 0.5] = 0
-    out = mask.astype(np.float32) / 255.0
+    out: np.ndarray = mask.astype(np.float32) / 255.0
     if soft:
         sigma = max(0.5, feather * eye_distance)
         out = cv2.GaussianBlur(out, (0, 0), sigmaX=sigma, sigmaY=sigma)
@@ -126,8 +126,8 @@ def region_hull(landmarks: np.ndarray) -> np.ndarray:
 
 
 def _fill(poly: np.ndarray, h: int, w: int, dilate: int = 0) -> np.ndarray:
-    mask = np.zeros((h, w), np.uint8)
-    cv2.fillConvexPoly(mask, np.round(poly.reshape(-1, 2)).astype(np.int32), 255)
+    mask: np.ndarray = np.zeros((h, w), np.uint8)
+    cv2.fillConvexPoly(mask, np.round(poly.reshape(-1, 2)).astype(np.int32), (255,))
     if dilate > 0:
         mask = cv2.dilate(mask, np.ones((2 * dilate + 1, 2 * dilate + 1), np.uint8))
     return mask
