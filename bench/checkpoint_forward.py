@@ -17,17 +17,18 @@ import torch
 from bench.timing import time_ms
 from detectors import create_detector
 from detectors.registry import BUILTIN_FAMILIES
+from detectors.weight_files import weights_size
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "checkpoints"
 
 
 def measure(name: str, source: str, folder: Path, runs: int) -> tuple[float, float]:
-    """(median forward ms, model.safetensors MB) of one checkpoint."""
+    """(median forward ms, MB of its weight files: model.safetensors, or index + shards) of one checkpoint."""
     model = create_detector(name, source).eval()
     x = torch.randn(1, 3, model.config.input_size, model.config.input_size)
     with torch.no_grad():
         times = time_ms(lambda: model(x), runs, warmup=3)
-    return statistics.median(times), (folder / "model.safetensors").stat().st_size / 1e6
+    return statistics.median(times), weights_size(folder) / 1e6
 
 
 def main() -> None:

@@ -12,23 +12,24 @@ declared here with do-nothing defaults.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, ClassVar, NamedTuple, Optional
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
-from safetensors.torch import save_file
 from torch import nn
 
 from .config import DetectorConfig
-from .factory import load_checkpoint
 from .faces import AlignedFace, Face, align_face, detect_faces, load_image
 from .faces.io import ImageSource
+from .factory import load_checkpoint
 from .file_format import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE
 from .registry import register_family
 from .verdict import Verdict
+from .weight_files import write_state
 
 __all__ = ["CONFIG_FILE", "FORMAT_VERSION", "WEIGHTS_FILE", "Decision", "Detector"]  # file names: file_format's
 
@@ -81,7 +82,7 @@ class Detector(
         raise NotImplementedError
 
     #: Turns a hooked layer's activations into (B, C, H, W); ViTs set a token-to-grid reshape.
-    reshape_transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+    reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def load_side_files(self, folder: Path) -> None:
         """Read this family's :attr:`side_files` from ``folder`` (nothing to read by default)."""
@@ -147,15 +148,17 @@ class Detector(
 
     # ---- Hub format --------------------------------------------------------------------------
     def _save_pretrained(self, save_directory: Path) -> None:
-        """``model.safetensors`` and ``config.json``; shared tensors are stored once each."""
+        """``config.json`` and the weights: ``model.safetensors``, or shards + index past
+        :data:`~detectors.file_format.MAX_SHARD_BYTES` (:func:`~detectors.weight_files.write_state`);
+        shared tensors are stored once each."""
         state = {k: v.detach().contiguous().clone() for k, v in self.state_dict().items()}
-        save_file(state, str(save_directory / WEIGHTS_FILE), metadata={"format": "pt"})
+        write_state(state, save_directory, metadata={"format": "pt"})
         meta = {"detector_family": self.family, "format_version": FORMAT_VERSION}
         (save_directory / CONFIG_FILE).write_text(json.dumps({**meta, **self.config.to_dict()}, indent=2, sort_keys=True))
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, revision: str | None = None,
-                        **_: Any) -> "Detector":
+                        **_: Any) -> Detector:
         """Load a checkpoint of this family from a folder or ``org/repo`` (safetensors only)."""
         source = str(pretrained_model_name_or_path)
         if revision and not Path(source).exists():

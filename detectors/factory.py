@@ -1,6 +1,6 @@
 """Build detectors: fresh from a registry entry, or filled from a checkpoint.
 
-The top of the loading layers (file format < hub I/O < registry < factory): it joins the
+The top of the loading layers (file format < weight files < hub I/O < registry < factory): it joins the
 registry's classes to the hub's files. ``Detector.from_pretrained`` calls into here.
 """
 from __future__ import annotations
@@ -8,9 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import CheckpointMismatch, CheckpointNotFound, UnsafeCheckpoint
-from .file_format import CONFIG_FILE, PICKLE_SUFFIXES, WEIGHTS_FILE
+from .file_format import CONFIG_FILE, PICKLE_SUFFIXES, WEIGHTS_FILE, WEIGHTS_INDEX_FILE
 from .hub import load_side_files, load_weights, read_config, resolve_source
 from .registry import get_entry
+from .weight_files import has_weights
 
 
 def build_detector(name: str, **config_overrides: Any):
@@ -39,12 +40,11 @@ def load_checkpoint(source: str, expected_family: str | None = None, demo_name: 
     """Build the detector that ``source`` describes and load its weights (``strict=True``)."""
     family_hint = expected_family or (get_entry(demo_name).family if demo_name else None)
     folder, label = resolve_source(source, family_hint)
-    weights = folder / WEIGHTS_FILE
-    if not weights.is_file():
+    if not has_weights(folder):
         pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
         if pickles:
             raise UnsafeCheckpoint(f"{folder}: only pickle weights ({', '.join(pickles)}); convert them to {WEIGHTS_FILE}")
-        raise CheckpointNotFound(f"{folder}: no {WEIGHTS_FILE}")
+        raise CheckpointNotFound(f"{folder}: no {WEIGHTS_FILE} (nor {WEIGHTS_INDEX_FILE} with shards)")
     data = read_config(folder)
     name = data.pop("name")
     data.pop("format_version", None)
@@ -59,7 +59,7 @@ def load_checkpoint(source: str, expected_family: str | None = None, demo_name: 
     except (TypeError, ValueError) as exc:
         raise CheckpointMismatch(f"{folder / CONFIG_FILE}: {exc}") from None
     model.config.name = name
-    load_weights(model, weights)
+    load_weights(model, folder)
     load_side_files(model, folder, source)
     model.source = label
     model.eval()

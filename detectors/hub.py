@@ -1,9 +1,11 @@
 """Checkpoint I/O: resolve a source (demo / local folder / Hub repo@revision) to a folder, read
 its config, fill a model's weights and side files safely.
 
-Only ``config.json`` + ``model.safetensors`` are ever read; pickle files are refused, weights
-load with ``strict=True``, and every failure names the source and what is wrong. Which class a
-checkpoint builds is the registry's business, one layer up (:func:`detectors.factory.load_checkpoint`).
+Only ``config.json`` and safetensors weights are ever read (``model.safetensors``, or the Hub's
+sharded ``model.safetensors.index.json`` + the shards it names: :mod:`detectors.weight_files`);
+pickle files are refused, weights load with ``strict=True``, and every failure names the source
+and what is wrong. Which class a checkpoint builds is the registry's business, one layer up
+(:func:`detectors.factory.load_checkpoint`).
 """
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from .errors import CheckpointCorrupted, CheckpointMismatch, CheckpointNotFound, UnsafeCheckpoint
-from .file_format import CONFIG_FILE, WEIGHTS_FILE
+from .file_format import CONFIG_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE
+from .weight_files import has_weights, is_sharded, parse_index, read_state, shard_names
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets" / "checkpoints"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # org/name
@@ -41,13 +44,14 @@ def resolve_source(source: str, family: str | None) -> tuple[Path, str]:
         if family is None:
             raise CheckpointNotFound("a demo checkpoint needs a detector name")
         folder = demo_checkpoint_dir(family)
-        if not (folder / WEIGHTS_FILE).is_file():
+        if not has_weights(folder):
             raise CheckpointNotFound(f"no demo checkpoint is shipped for {family!r} yet (looked in {folder})")
         return folder, "demo"
     path = Path(source).expanduser()
     if path.exists() or source.startswith((".", "/", "~")):
         if not path.is_dir():
-            raise CheckpointNotFound(f"{source}: not a checkpoint folder (expected {CONFIG_FILE} and {WEIGHTS_FILE})")
+            raise CheckpointNotFound(f"{source}: not a checkpoint folder (expected {CONFIG_FILE} and "
+                                     f"{WEIGHTS_FILE} or {WEIGHTS_INDEX_FILE})")
         return path, f"local:{path}"
     hub = parse_hub_source(source)
     if hub is None:
@@ -67,9 +71,16 @@ def prefetch(source: str) -> None:
 
 
 def _download(repo_id: str, revision: str | None) -> Path:
+    """The cache snapshot folder of ``repo_id@revision`` once it holds the config and the weights:
+    ``model.safetensors``, or (a repo without it) the index and every shard it names."""
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     where = f"{repo_id}@{revision or 'main'}"
     try:
@@ -86,15 +97,69 @@ def _download(repo_id: str, revision: str | None) -> Path:
         raise CheckpointNotFound(f"{where} could not be fetched from the Hub: {_short(exc)}") from None
     except (OSError, ValueError) as exc:
         raise CheckpointNotFound(f"{where} could not be fetched: {_short(exc)}") from None
+    commit = _commit_of(config_path, revision)
+    if _cached_here(repo_id, WEIGHTS_INDEX_FILE, commit) and not _cached_here(repo_id, WEIGHTS_FILE, commit):
+        _download_shards(repo_id, commit, where, cache_miss=True)  # sharded and cached: no retries for the file
+        return config_path.parent
     try:
         hf_hub_download(repo_id, WEIGHTS_FILE, revision=revision)
+        return config_path.parent
     except LocalEntryNotFoundError:
-        raise CheckpointNotFound(f"{where}: {WEIGHTS_FILE} is not in the local cache and the Hub cannot be reached") from None
+        cache_miss = True  # it may be a sharded checkpoint whose index and shards are cached
     except EntryNotFoundError:
-        raise UnsafeCheckpoint(f"{where} has no {WEIGHTS_FILE}; only safetensors weights are loaded, never pickle files") from None
+        cache_miss = False
     except (HfHubHTTPError, OSError, ValueError) as exc:
         raise CheckpointNotFound(f"{where}: {WEIGHTS_FILE} could not be fetched: {_short(exc)}") from None
+    _download_shards(repo_id, commit, where, cache_miss)
     return config_path.parent
+
+
+def _download_shards(repo_id: str, revision: str | None, where: str, cache_miss: bool) -> None:
+    """A repo without ``model.safetensors``: its index, then every shard the index names (names
+    checked before anything is fetched), all at the commit its config came from."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
+    not_cached = f"{where}: {WEIGHTS_FILE} is not in the local cache and the Hub cannot be reached"
+    try:
+        index = Path(hf_hub_download(repo_id, WEIGHTS_INDEX_FILE, revision=revision))
+    except LocalEntryNotFoundError:
+        raise CheckpointNotFound(not_cached) from None
+    except EntryNotFoundError:
+        if cache_miss:
+            raise CheckpointNotFound(not_cached) from None
+        raise UnsafeCheckpoint(f"{where} has no {WEIGHTS_FILE}; only safetensors weights are loaded, "
+                               "never pickle files") from None
+    except (HfHubHTTPError, OSError, ValueError) as exc:
+        raise CheckpointNotFound(f"{where}: {WEIGHTS_INDEX_FILE} could not be fetched: {_short(exc)}") from None
+    try:
+        text = index.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointCorrupted(f"{where}: {WEIGHTS_INDEX_FILE} cannot be read ({exc})") from None
+    for name in shard_names(parse_index(text, where)):
+        try:
+            hf_hub_download(repo_id, name, revision=revision)
+        except LocalEntryNotFoundError:
+            raise CheckpointNotFound(f"{where}: shard {name} is not in the local cache and the Hub cannot be "
+                                     "reached") from None
+        except EntryNotFoundError:
+            raise CheckpointNotFound(f"{where}: shard {name}, named by {WEIGHTS_INDEX_FILE}, is not in the "
+                                     "repository") from None
+        except (HfHubHTTPError, OSError, ValueError) as exc:
+            raise CheckpointNotFound(f"{where}: shard {name} could not be fetched: {_short(exc)}") from None
+
+
+def _cached_here(repo_id: str, name: str, commit: str | None) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, name, revision=commit), str)
+
+
+def _commit_of(downloaded: Path, revision: str | None) -> str | None:
+    """The commit of the cache snapshot ``downloaded`` lies in (its folder's name), so the files
+    fetched after it come from the same commit even if the branch moves meanwhile."""
+    name = downloaded.parent.name
+    return name if re.fullmatch(r"[0-9a-f]{40}", name) else revision
 
 
 def _short(exc: Exception) -> str:
@@ -142,11 +207,18 @@ def load_side_files(model, folder: Path, source: str) -> None:
 
 
 def load_weights(model, weights: Path) -> None:
-    """Fill ``model`` from a safetensors file; every key and shape must match exactly."""
-    try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointCorrupted(f"{weights}: unreadable safetensors file ({exc})") from None
+    """Fill ``model`` from a checkpoint folder's weights (one file or index + shards, see
+    :func:`detectors.weight_files.read_state`) or from one safetensors file; every key and shape
+    must match exactly."""
+    weights = Path(weights)
+    if weights.is_dir():
+        state = read_state(weights)
+        weights = weights / (WEIGHTS_INDEX_FILE if is_sharded(weights) else WEIGHTS_FILE)  # what messages name
+    else:
+        try:
+            state = load_file(str(weights))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointCorrupted(f"{weights}: unreadable safetensors file ({exc})") from None
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

@@ -8,8 +8,10 @@ any repository of any size. :class:`SourcePolicy` says what is accepted:
 - ``allow_local``: local folders (only sensible when the person typing is the operator);
 - ``allow_hub``: Hub repos ``org/name``, whole organisations ``org`` or ``org/*``, or ``*`` for
   any (local use only); empty = no Hub sources;
-- ``max_download_mb``: the most a checkpoint (``config.json`` + ``model.safetensors`` + the
-  family's side files) may download, checked from the Hub's metadata before anything is fetched.
+- ``max_download_mb``: the most a checkpoint (``config.json`` + ``model.safetensors``, or the
+  index and every shard of a sharded one, + the family's side files) may download, checked from
+  the Hub's metadata before anything is fetched (but a sharded checkpoint's small index, read for
+  its shards' names once it is counted within the limit).
 
 ``demo`` and ``random`` are always accepted. :meth:`SourcePolicy.check` raises a
 :class:`SourceRefused` (a :class:`~detectors.errors.CheckpointError`) whose message never echoes
@@ -27,11 +29,18 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import (CheckpointCorrupted, CheckpointError, CheckpointMismatch, CheckpointNotFound, UnknownDetector,
-                     UnsafeCheckpoint)
-from .file_format import CONFIG_FILE, WEIGHTS_FILE
+from .errors import (
+    CheckpointCorrupted,
+    CheckpointError,
+    CheckpointMismatch,
+    CheckpointNotFound,
+    UnknownDetector,
+    UnsafeCheckpoint,
+)
+from .file_format import CONFIG_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE
 from .hub import HUB_ID
 from .registry import get_entry, get_family
+from .weight_files import parse_index, shard_names
 
 #: The project's own organisation on the Hub: what a public server accepts by default.
 PROJECT_ORG = "forgery-lens"
@@ -84,16 +93,16 @@ class SourcePolicy:
 
     # ---- construction --------------------------------------------------------------------------
     @classmethod
-    def local_use(cls) -> "SourcePolicy":
+    def local_use(cls) -> SourcePolicy:
         return cls(True, ("*",), LOCAL_MAX_DOWNLOAD_MB)
 
     @classmethod
-    def public(cls, allow_hub: tuple[str, ...] = (PROJECT_ORG,)) -> "SourcePolicy":
+    def public(cls, allow_hub: tuple[str, ...] = (PROJECT_ORG,)) -> SourcePolicy:
         return cls(False, tuple(allow_hub), PUBLIC_MAX_DOWNLOAD_MB)
 
     @classmethod
     def for_server(cls, host: str | None, space_id: str | None = None, allow_local: bool | None = None,
-                   allow_hub: tuple[str, ...] | None = None, max_download_mb: float | None = None) -> "SourcePolicy":
+                   allow_hub: tuple[str, ...] | None = None, max_download_mb: float | None = None) -> SourcePolicy:
         """The defaults for where the app listens, with the operator's explicit choices on top.
 
         A ``*`` in ``allow_hub`` (any repository) is refused on a public server (``ValueError``).
@@ -211,34 +220,58 @@ class SourcePolicy:
 
     def check_download_size(self, repo_id: str, revision: str | None, side_files: tuple[str, ...] = ()) -> int:
         """Bytes that loading ``repo_id@revision`` would download, from the Hub's file metadata (HEAD
-        requests, no content); raises :class:`DownloadTooLarge` over the limit. Files already in the
-        local cache do not count; offline (``HF_HUB_OFFLINE``) nothing can be downloaded, so nothing
-        is asked. Returns the byte count (0 offline)."""
+        requests, no content; a sharded repo's index alone is fetched, once counted, for the names of
+        its shards); raises :class:`DownloadTooLarge` over the limit. Files already in the local
+        cache do not count; offline (``HF_HUB_OFFLINE``) nothing can be downloaded, so nothing is
+        asked. Returns the byte count (0 offline)."""
         from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
-        from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HfHubHTTPError,
-                                            RepositoryNotFoundError, RevisionNotFoundError)
+        from huggingface_hub.errors import (
+            EntryNotFoundError,
+            GatedRepoError,
+            HfHubHTTPError,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
 
         if constants.HF_HUB_OFFLINE:
             return 0
         where = f"{repo_id}@{revision or 'main'}"
         limit = self.max_download_mb * _MB
         total, commit = 0, revision
-        for name in (WEIGHTS_FILE, CONFIG_FILE, *dict.fromkeys(side_files)):
+        names = [WEIGHTS_FILE, CONFIG_FILE, *dict.fromkeys(side_files)]
+        shards: set[str] = set()
+        i = 0
+        while i < len(names):
+            name = names[i]
+            i += 1
             try:
                 meta = get_hf_file_metadata(hf_hub_url(repo_id, name, revision=commit))
             except RevisionNotFoundError:
                 raise CheckpointNotFound(f"{where}: the repository has no revision {revision!r}") from None
             except EntryNotFoundError:
                 if name == WEIGHTS_FILE:
+                    names.insert(i, WEIGHTS_INDEX_FILE)  # perhaps sharded: the index, then its shards
+                    continue
+                if name == WEIGHTS_INDEX_FILE:
                     raise UnsafeCheckpoint(f"{where} has no {WEIGHTS_FILE}; only safetensors weights are loaded, "
                                            "never pickle files") from None
                 if name == CONFIG_FILE:
                     raise CheckpointNotFound(f"{where} has no {CONFIG_FILE}; it is not a Forgery Lens "
                                              "checkpoint") from None
+                if name in shards:
+                    raise CheckpointNotFound(f"{where}: shard {name}, named by {WEIGHTS_INDEX_FILE}, is not in "
+                                             "the repository") from None
                 continue  # a side file the checkpoint does without
             except Exception as exc:  # noqa: BLE001 - unreachable, down, private: the loader may use its cache
-                if _cached(try_to_load_from_cache(repo_id, name, revision=commit)):
-                    continue  # as hf_hub_download does, the cached copy serves; nothing is downloaded
+                cached = try_to_load_from_cache(repo_id, name, revision=commit)
+                if _cached(cached):  # as hf_hub_download does, the cached copy serves; nothing is downloaded
+                    if name == WEIGHTS_INDEX_FILE:
+                        names[i:i] = self._shards_of(repo_id, commit, where, cached, shards)
+                    continue
+                if name == WEIGHTS_FILE and _cached(try_to_load_from_cache(repo_id, WEIGHTS_INDEX_FILE,
+                                                                           revision=commit)):
+                    names.insert(i, WEIGHTS_INDEX_FILE)  # a sharded checkpoint in the cache
+                    continue
                 if isinstance(exc, GatedRepoError):
                     raise CheckpointNotFound(f"{where}: the repository is gated; this server cannot read it") from None
                 if isinstance(exc, RepositoryNotFoundError):
@@ -249,16 +282,35 @@ class SourcePolicy:
                 raise CheckpointNotFound(f"{where} is not in the local cache and the Hub cannot be reached to "
                                          f"check its size ({type(exc).__name__})") from None
             commit = meta.commit_hash or commit  # the other files at the commit the weights were found at
-            if _cached(try_to_load_from_cache(repo_id, name, revision=commit)):
-                continue
-            if meta.size is None:
-                raise DownloadTooLarge(f"{where}: the Hub did not say how large {name} is, so this server does not "
-                                       f"download it (limit {_mb(self.max_download_mb)} per checkpoint).")
-            total += meta.size
-            if total > limit:
-                raise DownloadTooLarge(f"{where} is larger than this server's download limit of "
-                                       f"{_mb(self.max_download_mb)} per checkpoint ({total / _MB:.1f} MB or more).")
+            cached = try_to_load_from_cache(repo_id, name, revision=commit)
+            if not _cached(cached):
+                if meta.size is None:
+                    raise DownloadTooLarge(f"{where}: the Hub did not say how large {name} is, so this server does "
+                                           f"not download it (limit {_mb(self.max_download_mb)} per checkpoint).")
+                total += meta.size
+                if total > limit:
+                    raise DownloadTooLarge(f"{where} is larger than this server's download limit of "
+                                           f"{_mb(self.max_download_mb)} per checkpoint ({total / _MB:.1f} MB or "
+                                           "more).")
+            if name == WEIGHTS_INDEX_FILE:  # counted and within the limit: read it for the shards' names
+                names[i:i] = self._shards_of(repo_id, commit, where, cached, shards)
         return total
+
+    @staticmethod
+    def _shards_of(repo_id: str, commit: str | None, where: str, cached, shards: set[str]) -> list[str]:
+        """The shard names a sharded repo's index gives (checked as the loader checks them), fetching
+        the small index itself unless it is cached; adds them to ``shards``."""
+        from huggingface_hub import hf_hub_download
+
+        try:
+            path = cached if _cached(cached) else hf_hub_download(repo_id, WEIGHTS_INDEX_FILE, revision=commit)
+            text = Path(path).read_text(encoding="utf-8")
+        except Exception as exc:  # noqa: BLE001 - any failure to fetch or read it: the source is refused
+            raise CheckpointNotFound(f"{where}: {WEIGHTS_INDEX_FILE} could not be fetched to check the download "
+                                     f"size ({type(exc).__name__})") from None
+        found = [name for name in shard_names(parse_index(text, where)) if name not in shards]
+        shards.update(found)
+        return found
 
 
 def _parse_hub(text: str) -> tuple[str, str | None] | None:
@@ -291,7 +343,7 @@ def _mb(value: float) -> str:
 def side_files_of(detector_name: str) -> tuple[str, ...]:
     """The files a detector's family keeps beside its weights (its class's ``side_files``), without
     building the model."""
-    return tuple(get_family(get_entry(detector_name).family).model_class.side_files)
+    return tuple(getattr(get_family(get_entry(detector_name).family).model_class, "side_files", ()))
 
 
 #: What a visitor sees when a source could not be loaded and messages are neutral.

@@ -80,7 +80,7 @@ class LoopbackHub:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> "LoopbackHub":
+    def start(self) -> LoopbackHub:
         hub = self
 
         class Handler(_HubHandler):
@@ -97,7 +97,7 @@ class LoopbackHub:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> "LoopbackHub":
+    def __enter__(self) -> LoopbackHub:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -278,6 +278,10 @@ class _HubHandler(BaseHTTPRequestHandler):
                     "tags": [], "downloads": 0, "likes": 0})
 
     def _tree(self, repo_id: str, revision: str, prefix: str) -> None:
+        fresh = self.hub.repos.get(repo_id)
+        if fresh is not None and not fresh.refs and revision == "main":
+            self._json([])  # a repo created but never committed to: an empty main (``upload_folder``'s deletions)
+            return
         repo, sha = self._lookup(repo_id, revision)
         if repo is None:
             return

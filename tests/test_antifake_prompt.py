@@ -8,14 +8,28 @@ import numpy as np
 import pytest
 import torch
 
-from detectors import create_detector
-from detectors.antifake_prompt import (LM_TOKENIZER_FILE, QFORMER_TOKENIZER_FILE, SOFT_PROMPT_KEYS, AntifakePromptConfig,
-                                       PseudoWordEmbedding, build_word_tokenizer, instructblip_config)
-from detectors import build_detector, get_entry
+from detectors import build_detector, create_detector, get_entry
+from detectors.antifake_prompt import (
+    LM_TOKENIZER_FILE,
+    QFORMER_TOKENIZER_FILE,
+    SOFT_PROMPT_KEYS,
+    AntifakePromptConfig,
+    PseudoWordEmbedding,
+    build_word_tokenizer,
+    instructblip_config,
+)
+from detectors.weight_files import has_weights, weight_file_names, weights_size
 from training.data import kinds
 from training.methods import get_method
-from training.methods.antifake_prompt import (DESCRIBE_QUESTION, KIND_ANSWERS, KIND_QUESTION, PART_QUESTION,
-                                              PART_WORDS, REAL_QUESTION, face_questions)
+from training.methods.antifake_prompt import (
+    DESCRIBE_QUESTION,
+    KIND_ANSWERS,
+    KIND_QUESTION,
+    PART_QUESTION,
+    PART_WORDS,
+    REAL_QUESTION,
+    face_questions,
+)
 
 TINY = dict(input_size=32, patch_size=16, vision_hidden=32, vision_layers=2, vision_heads=2, vision_mlp=64,
             num_query_tokens=4, qformer_hidden=32, qformer_layers=1, qformer_heads=2, qformer_mlp=64,
@@ -92,7 +106,7 @@ def test_forward_contract_and_yes_no_reading(tiny):
 
 def test_the_pseudo_word_changes_the_answer(tiny):
     x = torch.randn(1, 3, 32, 32)
-    q_table, lm_table = tiny.soft_prompt_tables(tiny.vlm)
+    _q_table, lm_table = tiny.soft_prompt_tables(tiny.vlm)
     with torch.no_grad():
         before = tiny(x)["logits"].clone()
         saved = lm_table.weight.clone()
@@ -144,7 +158,7 @@ def test_vision_stage_trains_the_encoder_then_pretrain_keeps_it_frozen(tiny):
     assert (demo.vision_hidden, demo.vision_layers, demo.patch_size, demo.input_size) == (384, 6, 14, 126)
     assert get_method("antifake_prompt").stages()[0].options["freeze_vision"] is False
     method = get_method("antifake_prompt", {"method": {"stages": ["vision_warmup", "vision", "pretrain", "prompt"]}})
-    warmup, vision, pretrain, prompt = method.stages()
+    warmup, vision, pretrain, _prompt = method.stages()
     assert (warmup.name, vision.name) == ("vision_warmup", "vision") and pretrain.options["freeze_vision"]
     with pytest.raises(ValueError, match="no stage"):
         get_method("antifake_prompt", {"method": {"stages": ["visionary"]}}).stages()
@@ -368,7 +382,7 @@ print(json.dumps({"logits": logits, "vocab": len(model.lm_tokenizer), "source": 
 
 
 SHIPPED = Path(__file__).resolve().parent.parent / "assets" / "checkpoints" / "antifake_prompt"
-needs_checkpoint = pytest.mark.skipif(not (SHIPPED / "model.safetensors").is_file(),
+needs_checkpoint = pytest.mark.skipif(not has_weights(SHIPPED),
                                       reason="the AntifakePrompt demo checkpoint is not shipped in this build")
 
 
@@ -376,9 +390,10 @@ needs_checkpoint = pytest.mark.skipif(not (SHIPPED / "model.safetensors").is_fil
 def test_shipped_demo_checkpoint_loads_with_its_tokenizer():
     model = create_detector("antifake_prompt_demo")
     assert model.source == "demo" and model.lm_tokenizer is not None
-    for name in ("config.json", "model.safetensors", "README.md", LM_TOKENIZER_FILE, QFORMER_TOKENIZER_FILE):
+    weights = weight_file_names(SHIPPED, with_index=True)  # model.safetensors, or its index + shards
+    for name in ("config.json", *weights, "README.md", LM_TOKENIZER_FILE, QFORMER_TOKENIZER_FILE):
         assert (SHIPPED / name).is_file(), name
-    assert (SHIPPED / "model.safetensors").stat().st_size <= 40 * 1024 * 1024  # 11 M encoder + 2.5 M VLM, float16
+    assert weights_size(SHIPPED) <= 40 * 1024 * 1024  # 11 M encoder + 2.5 M VLM, float16
     assert "calibration" in model.config.extra  # the threshold was set on a validation split
     with torch.no_grad():
         out = model(torch.zeros(1, 3, model.config.input_size, model.config.input_size))

@@ -2,12 +2,22 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
 
-from detectors import (CheckpointCorrupted, CheckpointMismatch, CheckpointNotFound, UnknownDetector,
-                       UnsafeCheckpoint, build_detector, create_detector, list_detectors)
+from detectors import (
+    CheckpointCorrupted,
+    CheckpointMismatch,
+    CheckpointNotFound,
+    UnknownDetector,
+    UnsafeCheckpoint,
+    build_detector,
+    create_detector,
+    list_detectors,
+)
 from detectors.tiny import TinyConfig, TinyDetector
 
 
@@ -66,7 +76,7 @@ def test_pickle_only_folder_is_refused(tmp_path):
 def test_corrupted_weights_name_the_file(saved):
     _, folder = saved
     (folder / "model.safetensors").write_bytes(b"garbage" * 10)
-    with pytest.raises(CheckpointCorrupted, match="model.safetensors"):
+    with pytest.raises(CheckpointCorrupted, match=r"model\.safetensors"):
         create_detector("tiny_test", str(folder))
 
 
@@ -90,7 +100,7 @@ def test_shape_mismatch_names_tensor_and_shapes(saved):
 def test_invalid_config_json(saved):
     _, folder = saved
     (folder / "config.json").write_text("{not json")
-    with pytest.raises(CheckpointCorrupted, match="config.json"):
+    with pytest.raises(CheckpointCorrupted, match=r"config\.json"):
         create_detector("tiny_test", str(folder))
 
 
@@ -136,10 +146,25 @@ def test_predict_gives_a_verdict_with_the_crop(astronaut):
 def test_shipped_files_fit_the_size_budget():
     """Every file under assets/ below 100 MB (a Hub file without LFS, and git hosting's limit) and
     all of assets/ at most 250 MB, so a clone stays small enough for a Space."""
-    from pathlib import Path
-
     assets = Path(__file__).resolve().parent.parent / "assets"
     sizes = {p: p.stat().st_size for p in assets.rglob("*") if p.is_file()}
     assert sizes, "assets/ is empty"
     assert max(sizes.values()) < 100 * 1024 * 1024, max(sizes, key=sizes.get)
     assert sum(sizes.values()) <= 250 * 1024 * 1024
+
+
+def test_every_tracked_asset_is_at_most_20_mb():
+    """The repository's rule: no tracked file over 20 MB. Larger checkpoints ship sharded
+    (``model.safetensors.index.json`` + shards, :mod:`detectors.weight_files`). Files about to be
+    added (untracked, not ignored) count too."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "assets"],
+                                cwd=root, capture_output=True, check=True).stdout.decode()
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    files = [root / name for name in listed.split("\0") if name]
+    sizes = {p.relative_to(root).as_posix(): p.stat().st_size for p in files if p.is_file()}
+    assert sizes, "no tracked file under assets/"
+    over = {name: size for name, size in sizes.items() if size > 20 * 1024 * 1024}
+    assert not over, f"tracked files over 20 MB: {over}"

@@ -151,3 +151,49 @@ def test_prefetch_downloads_what_a_later_offline_load_needs(hub, tmp_path):
     hub.stop()
     offline = _probe([sources[0]], {**env, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "1"})
     assert offline[sources[0]]["logits"] == logits
+
+
+def _sharded_tiny(folder: Path, seed: int) -> tuple[Path, list]:
+    """A tiny checkpoint written as the Hub's index + shards (a 2 KB limit forces several)."""
+    from detectors.weight_files import read_state, weight_file_names, write_state
+
+    folder, logits = _saved_tiny(folder, seed)
+    write_state(read_state(folder), folder, max_shard_bytes=2048)
+    assert len(weight_file_names(folder)) > 1 and not (folder / "model.safetensors").exists()
+    return folder, logits
+
+
+def test_a_sharded_repo_loads_through_its_index_online_offline_and_from_the_cache(hub, tmp_path):
+    from detectors.weight_files import weight_file_names
+
+    folder, logits = _sharded_tiny(tmp_path / "s", seed=6)
+    shards = weight_file_names(folder)
+    sha = hub.commit_folder("lens/sharded", folder)
+    files = {p.name: p.read_bytes() for p in folder.iterdir()}
+    index = json.loads(files["model.safetensors.index.json"])
+    escaping = {**index, "weight_map": {**index["weight_map"], "body.0.weight": "../../x.safetensors"}}
+    hub.commit("lens/escaping", {**files, "model.safetensors.index.json": json.dumps(escaping).encode()})
+    hub.commit("lens/pickle-shard", {**files, "model.safetensors.index.json": json.dumps(
+        {**index, "weight_map": {**index["weight_map"], "body.0.weight": "pytorch_model.bin"}}).encode()})
+    hub.commit("lens/lost-shard", {k: v for k, v in files.items() if k != shards[-1]})
+
+    sources = [f"lens/sharded@{sha}", "lens/sharded", "lens/escaping", "lens/pickle-shard", "lens/lost-shard"]
+    env = {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "home")}
+    got = _probe(sources, env)
+    assert got[sources[0]]["logits"] == logits and got["lens/sharded"]["logits"] == logits
+    assert got["lens/sharded"]["source"] == "hf-hub:lens/sharded@main"
+    for name in ("model.safetensors.index.json", *shards):  # every shard at the commit its config came from
+        assert ("GET", f"/lens/sharded/resolve/{sha}/{name}") in hub.requests, name
+    assert got["lens/escaping"]["error"] == "UnsafeCheckpoint" and "x.safetensors" in got["lens/escaping"]["message"]
+    assert got["lens/pickle-shard"]["error"] == "UnsafeCheckpoint"
+    assert not [p for _, p in hub.requests if p.endswith(("x.safetensors", ".bin"))], "a refused name is never fetched"
+    assert got["lens/lost-shard"]["error"] == "CheckpointNotFound" and shards[-1] in got["lens/lost-shard"]["message"]
+
+    hub.stop()  # the download serves offline; a hand-made cache of a sharded repo does too
+    cache_sha = "abcdefabcdefabcdefabcdefabcdefabcdefabcd"
+    _populate_cache(tmp_path / "home" / "hub", "lens/hand-cached", folder, cache_sha)
+    offline = _probe([f"lens/sharded@{sha}", "lens/sharded", "lens/hand-cached", "lens/never-seen"],
+                     {**env, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "1"})
+    assert offline[f"lens/sharded@{sha}"]["logits"] == logits and offline["lens/sharded"]["logits"] == logits
+    assert offline["lens/hand-cached"]["logits"] == logits
+    assert offline["lens/never-seen"]["error"] == "CheckpointNotFound"

@@ -8,9 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from detectors import build_detector, create_detector
 from detectors.faces.align import AlignedFace, CropPolicy
 from detectors.lav import LavConfig, SRMFilter, mpff, stage_sizes
-from detectors import build_detector, create_detector
+from detectors.weight_files import has_weights
 
 TINY = dict(stream="xception", input_size=64, crop_size=64, stem_channels=(8, 8), entry_channels=(8, 16, 24), middle_blocks=1,
             middle_reps=1, exit_channels=(16, 16, 16), score_channels=8, fusion_hidden=16, fusion_out=16,
@@ -186,7 +187,7 @@ def test_no_weight_decay_on_biases_and_norms():
 
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "assets" / "checkpoints" / "lav"
-needs_demo = pytest.mark.skipif(not (DEMO_DIR / "model.safetensors").is_file(), reason="no shipped lav checkpoint")
+needs_demo = pytest.mark.skipif(not has_weights(DEMO_DIR), reason="no shipped lav checkpoint")
 
 
 @needs_demo

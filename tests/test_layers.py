@@ -43,7 +43,7 @@ def test_explain_imports_neither_the_pipeline_nor_training(path):
 
 
 #: The loading layers, lowest first (timm's order): each may import only the ones before it.
-LOADING_LAYERS = ("errors", "file_format", "hub", "registry", "factory", "base")
+LOADING_LAYERS = ("errors", "file_format", "weight_files", "hub", "registry", "factory", "base")
 
 
 @pytest.mark.parametrize("layer", LOADING_LAYERS)

@@ -9,8 +9,14 @@ import pytest
 import torch
 
 from detectors import CheckpointError, create_detector
-from detectors.source_policy import (PROJECT_ORG, DownloadTooLarge, SourceNotAllowed, SourcePolicy, neutral_reason,
-                                     parse_allow_hub)
+from detectors.source_policy import (
+    PROJECT_ORG,
+    DownloadTooLarge,
+    SourceNotAllowed,
+    SourcePolicy,
+    neutral_reason,
+    parse_allow_hub,
+)
 from pipeline import DetectorSlot, ModelCache
 from tests.helpers import run_isolated
 from tests.hub_server import LoopbackHub
@@ -204,6 +210,48 @@ def test_hub_sizes_are_checked_before_download_and_cached_repos_load_offline(tmp
         assert got[f"{case}, not cached"]["source"] == "random"
         assert got[f"{case}, not cached"]["message"].startswith("That checkpoint could not be loaded (the repository "
                                                                 "has no Forgery Lens checkpoint")
+
+
+def test_a_sharded_repo_counts_its_index_and_every_shard(tmp_path):
+    from detectors.weight_files import read_state, weight_file_names, write_state
+
+    folder, logits = _saved_tiny(tmp_path / "sharded", seed=2)
+    write_state(read_state(folder), folder, max_shard_bytes=2048)  # the Hub's index + several shards
+    shards = weight_file_names(folder)
+    sizes = {p.name: p.stat().st_size for p in folder.iterdir()}
+    weights = sizes["model.safetensors.index.json"] + sum(sizes[name] for name in shards)
+    assert len(shards) > 1 and "model.safetensors" not in sizes
+    public = (False, ("lens",), 200.0)
+    tight = (False, ("lens",), (weights + sizes["config.json"]) * 0.75 / 2**20)  # room for the index, not all shards
+    with LoopbackHub() as hub:
+        hub.commit_folder("lens/sharded", folder)
+        hub.commit_folder("lens/sharded-big", folder)
+        env = {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "home")}
+        got = _hub_probe({
+            "sizes": (public, "check_download_size", ["lens/sharded", None, []]),
+            "too big": (tight, "check", ["lens/sharded-big"]),
+            "allowed": (public, "load", ["lens/sharded"]),
+            "cached": (public, "check_download_size", ["lens/sharded", None, []]),
+        }, env)
+        requests = list(hub.requests)
+    assert got["sizes"] == weights + sizes["config.json"]
+    heads = [path for method, path in requests if method == "HEAD" and path.startswith("/lens/sharded/resolve/")]
+    for name in ("model.safetensors", "model.safetensors.index.json", *shards):  # sizes asked, one by one
+        assert any(path.endswith("/" + name) for path in heads), name
+    assert got["too big"]["error"] == "DownloadTooLarge"
+    big_gets = [r[1] for r in requests if r[0] == "GET" and r[1].startswith("/lens/sharded-big/")]
+    assert not [path for path in big_gets if "-of-" in path], "no shard of it downloaded"
+    assert got["allowed"] == {"source": "hf-hub:lens/sharded@main", "message": "", "logits": logits}
+    assert got["cached"] == 0, "a cached sharded checkpoint downloads nothing more"
+
+    got = _hub_probe({"offline": (public, "load", ["lens/sharded"]),
+                      "switch": (public, "offline", [False]),
+                      "unreachable": (public, "load", ["lens/sharded"]),
+                      "unreachable size": (public, "check_download_size", ["lens/sharded", None, []])},
+                     {**env, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "1"})
+    for case in ("offline", "unreachable"):
+        assert got[case] == {"source": "hf-hub:lens/sharded@main", "message": "", "logits": logits}, case
+    assert got["unreachable size"] == 0
 
 
 # ---- the app's defaults and flags ------------------------------------------------------------------------

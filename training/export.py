@@ -14,7 +14,9 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from detectors.base import CONFIG_FILE, WEIGHTS_FILE
+from detectors.base import CONFIG_FILE
+from detectors.file_format import MAX_SHARD_BYTES
+from detectors.weight_files import read_state, weight_file_names, write_state
 
 from .recipes import repo_relative
 
@@ -144,7 +146,8 @@ def model_card(detector, metrics: dict[str, dict[str, Any]] | None = None, repo_
               f'detector = create_detector("{cfg.name}", "{name}")',
               'verdict = detector.predict("face.jpg")  # largest face: crop, score, decide',
               "print(verdict)", "```", "",
-              "Weights are `model.safetensors` (no pickle); the loader checks every tensor name and shape.", ""]
+              "Weights are `model.safetensors`, or shards of it under 16 MiB each with their index "
+              "`model.safetensors.index.json` (no pickle); the loader checks every tensor name and shape.", ""]
     lines += ["## Training data", "",
               "- Real faces: FFHQ (Flickr-Faces-HQ, NVIDIA; images under their Flickr licences, collection under "
               "CC BY-NC-SA 4.0), downscaled to 128×128.",
@@ -194,29 +197,38 @@ def model_card(detector, metrics: dict[str, dict[str, Any]] | None = None, repo_
     return ModelCard(content)
 
 
-def write_weights_as(src: Path, dst: Path, dtype: str) -> None:
-    """``model.safetensors`` with its floating tensors stored as ``dtype`` (integer buffers as they are)."""
+def write_weights_as(src: Path, dst: Path, dtype: str | None) -> list[str]:
+    """Copy the weights of checkpoint folder ``src`` into folder ``dst`` (one file or shards, see
+    :func:`detectors.weight_files.write_state`), floating tensors stored as ``dtype`` (integer
+    buffers as they are, ``None`` keeps every dtype). Returns the file names written."""
     import torch
-    from safetensors.torch import load_file, save_file
 
-    target = getattr(torch, dtype)
-    state = {k: (v.to(target) if v.is_floating_point() else v).contiguous() for k, v in load_file(str(src)).items()}
-    save_file(state, str(dst), metadata={"format": "pt"})
+    target = getattr(torch, dtype) if dtype else None
+    state = {k: (v.to(target) if target is not None and v.is_floating_point() else v).contiguous()
+             for k, v in read_state(src).items()}
+    return write_state(state, dst, metadata={"format": "pt"})
+
+
+def _largest_weight_file(folder: Path) -> int:
+    return max((folder / name).stat().st_size for name in weight_file_names(folder))
 
 
 def export(detector, source_folder: Path, out_dir: Path, metrics: dict[str, dict[str, Any]] | None = None,
            repo_id: str | None = None, license: str = LICENSE) -> Path:
-    """Copy ``config.json`` + ``model.safetensors`` to ``out_dir`` and write its ``README.md``."""
+    """Copy ``config.json`` and the weights to ``out_dir`` and write its ``README.md``. The weights
+    are rewritten (as ``storage_dtype``, sharded under the per-file limit), not copied byte for byte."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     side_files = tuple(getattr(detector, "side_files", ()) or ())  # e.g. a tokenizer beside the weights
-    for name in (CONFIG_FILE, WEIGHTS_FILE, *side_files):
+    for name in (CONFIG_FILE, *side_files):
         src = Path(source_folder) / name
         if name in side_files and not src.is_file():
             continue
-        if name == WEIGHTS_FILE and detector.config.storage_dtype != "float32":
-            write_weights_as(src, out_dir / name, detector.config.storage_dtype)
-        elif src.resolve() != (out_dir / name).resolve():
+        if src.resolve() != (out_dir / name).resolve():
             shutil.copyfile(src, out_dir / name)
+    dtype = None if detector.config.storage_dtype == "float32" else detector.config.storage_dtype
+    in_place = Path(source_folder).resolve() == out_dir.resolve()
+    if dtype or not in_place or _largest_weight_file(out_dir) > MAX_SHARD_BYTES:
+        write_weights_as(Path(source_folder), out_dir, dtype)
     model_card(detector, metrics, repo_id=repo_id, license=license).save(out_dir / "README.md")
     return out_dir

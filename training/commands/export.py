@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-HELP = "Export a checkpoint (config.json + model.safetensors) with a model card README.md."
+HELP = "Export a checkpoint (config.json + weights, sharded past 16 MiB) with a model card README.md."
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,5 +41,9 @@ def run(args: argparse.Namespace) -> int:
     folder, _ = hub_folder(source, get_entry(name).family)
     out = Path(args.out) if args.out else folder
     export(detector, folder, out, load_metrics(args.metrics), repo_id=args.repo_id, license=args.license)
-    print(f"exported {name} to {out} (config.json, model.safetensors, README.md)")
+    from detectors.weight_files import weight_file_names
+
+    weights = weight_file_names(out, with_index=True)
+    shown = weights[0] if len(weights) == 1 else f"{weights[0]} + {len(weights) - 1} shards"
+    print(f"exported {name} to {out} (config.json, {shown}, README.md)")
     return 0

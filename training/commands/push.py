@@ -9,8 +9,11 @@ from pathlib import Path
 
 HELP = "Push a checkpoint folder (with its model card) to the Hub as org/name; prints the commit."
 
+#: weight files of either layout (one file, or the Hub's index + shards): those already in the repo
+#: are removed by a push unless uploaded again, so a repo never keeps stale weights of another layout
+WEIGHT_PATTERNS = ["model.safetensors", "model.safetensors.index.json", "model-*-of-*.safetensors"]
 #: what a Forgery Lens checkpoint repo holds (training_state/ and the like stay local)
-PUSHED_FILES = ["config.json", "model.safetensors", "README.md"]
+PUSHED_FILES = ["config.json", *WEIGHT_PATTERNS, "README.md"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,13 +32,15 @@ def run(args: argparse.Namespace) -> int:
     from huggingface_hub import HfApi
 
     from detectors import create_detector
+    from detectors.weight_files import has_weights, weight_file_names
     from training.commands.evaluate import resolve_source
     from training.commands.export import checkpoint_name
     from training.export import export, load_metrics
 
     folder = Path(resolve_source(args.source))
-    if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
-        print(f"error: {folder} is not a checkpoint folder (config.json + model.safetensors)", file=sys.stderr)
+    if not (folder / "config.json").is_file() or not has_weights(folder):
+        print(f"error: {folder} is not a checkpoint folder (config.json + model.safetensors, or its "
+              "index + shards)", file=sys.stderr)
         return 2
     name = args.detector or checkpoint_name(folder)
     detector = create_detector(name, str(folder))  # refuse to publish what does not load
@@ -45,8 +50,10 @@ def run(args: argparse.Namespace) -> int:
             upload = export(detector, folder, Path(tmp), load_metrics(args.metrics), repo_id=args.repo_id)
         api = HfApi(token=args.token)
         api.create_repo(args.repo_id, private=args.private, exist_ok=True)
-        patterns = PUSHED_FILES + list(getattr(detector, "side_files", ()) or ())  # e.g. its tokenizer
+        patterns = PUSHED_FILES + weight_file_names(upload)  # the shards by name, whatever the index calls them
+        patterns += list(getattr(detector, "side_files", ()) or ())  # e.g. its tokenizer
         info = api.upload_folder(repo_id=args.repo_id, folder_path=str(upload), allow_patterns=patterns,
+                                 delete_patterns=WEIGHT_PATTERNS,
                                  commit_message=args.message or f"Upload {name} (Forgery Lens)")
     commit = info.oid
     print(f"pushed {name} to {args.repo_id} at commit {commit}\n"

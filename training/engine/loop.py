@@ -406,7 +406,7 @@ class Trainer:
 
         folder = self.out / "last"
         tensors, meta = S.load_state(folder)
-        load_weights(self.model, folder / "model.safetensors")
+        load_weights(self.model, folder)  # model.safetensors or its shards
         self.progress = Progress(**meta["progress"])
         cfg_extra = json.loads((folder / "config.json").read_text()).get("extra", {})
         self.model.config.extra = cfg_extra
@@ -441,7 +441,7 @@ class Trainer:
         if self.accelerator.is_main_process and self.log.path.is_file():
             try:
                 plot_curves(self.log.path, self.out)
-            except Exception as exc:  # plotting never stops training
+            except Exception as exc:  # noqa: BLE001 - plotting never stops training
                 self.accelerator.print(f"could not draw curves: {exc}")
 
 

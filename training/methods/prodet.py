@@ -37,7 +37,7 @@ on any checkpoint::
 
     python -m training.methods.prodet fit-anchors runs/prodet/best --recipe demo
 
-(both rewrite the folder's ``model.safetensors`` and ``config.json``).
+(both rewrite the folder's weights, ``model.safetensors`` or its shards, and ``config.json``).
 """
 from __future__ import annotations
 
@@ -335,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
                                      description="ProDet post-training step: fit the path anchors of a checkpoint.")
     sub = parser.add_subparsers(dest="command", required=True)
     fit = sub.add_parser("fit-anchors", help="fit the four anchors' centres and 2-D projection, write them back")
-    fit.add_argument("checkpoint", help="a checkpoint folder (config.json + model.safetensors), e.g. runs/prodet/best")
+    fit.add_argument("checkpoint", help="a checkpoint folder (config.json + model.safetensors or its shards), "
+                                        "e.g. runs/prodet/best")
     fit.add_argument("--recipe", default="demo", help="recipe whose training data to use (default demo)")
     fit.add_argument("--batches", type=int, default=ProDetOptions.anchor_batches,
                      help=f"batches to read (default {ProDetOptions.anchor_batches})")

@@ -12,8 +12,9 @@
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -64,15 +65,14 @@ class RFFRMethod(TrainingMethod):
         if source:
             from pathlib import Path
 
-            from safetensors.torch import load_file
+            from detectors.weight_files import read_state
 
-            state = load_file(str(Path(source) / "model.safetensors"))
+            state = read_state(Path(source))
             mim = {k[len("mim."):]: v for k, v in state.items() if k.startswith("mim.")}
             model.mim.load_state_dict(mim, strict=True)
-        if self.options.init_vits_from_mim:
-            if not model.init_vits_from_mim():
-                raise ValueError("init_vits_from_mim needs vit_dim/depth/heads equal to the MAE encoder's "
-                                 "and the linear patch stem (model.patch_stem=linear)")
+        if self.options.init_vits_from_mim and not model.init_vits_from_mim():
+            raise ValueError("init_vits_from_mim needs vit_dim/depth/heads equal to the MAE encoder's "
+                             "and the linear patch stem (model.patch_stem=linear)")
 
     def loss(self, model: nn.Module, batch: dict[str, Any], stage: Stage) -> dict[str, torch.Tensor]:
         image = batch["image"]
