@@ -400,26 +400,6 @@ def test_shipped_demo_checkpoint_loads_with_its_tokenizer():
     assert out["logits"].shape == (1, 2)
 
 
-@needs_checkpoint
-@pytest.mark.needs_data
-def test_shipped_demo_separates_held_out_forgeries_from_reals():
-    from sklearn.metrics import roc_auc_score
-
-    from training.data.build import build_dataset
-    from training.engine.loop import predict_dataset
-    from training.recipes import load_recipe
-
-    model = create_detector("antifake_prompt_demo")
-    # as `python -m training evaluate --split val` (and the model card) measures it: no training augmentation
-    data = {**load_recipe("demo", "antifake_prompt_demo")["data"], "augment": False}
-    held_out = build_dataset(data, model.config, "val", seed=0)  # files never seen in training
-    result = predict_dataset(model, held_out, 64)
-    labels = np.asarray(result["labels"])
-    assert 0 < labels.sum() < len(labels)
-    # recorded: 0.75 +- 0.02 over six draws of the own kinds, 0.75 on this draw with GAN faces
-    assert roc_auc_score(labels, np.asarray(result["scores"])) >= 0.7
-
-
 def test_a_dinov2_vit_becomes_the_vision_encoder_computing_the_same_tokens():
     """LayerScale folded into the projections, the position table resampled: the InstructBLIP
     encoder reproduces the timm ViT's final-norm tokens."""

@@ -196,18 +196,3 @@ def test_demo_checkpoint_loads():
     assert model.source == "demo" and model.config.name == "lav_demo" and model.grid_size == 8
     assert 0.0 < model.config.threshold < 1.0  # calibrated on the validation split
 
-
-@needs_demo
-@pytest.mark.needs_data
-def test_demo_checkpoint_separates_held_out_forgeries():
-    from training.data.build import build_dataset
-    from training.evaluation import score
-    from training.recipes import load_recipe
-
-    model = create_detector("lav_demo").eval()
-    data = load_recipe("demo", "lav_demo")["data"]
-    held_out = build_dataset({**data, "augment": False}, model.config, "val", seed=123)  # never trained on
-    result = score(model, held_out, batch_size=32)
-    # Recorded: 0.76 +- 0.03 over six draws of the own kinds (171 faces leave a few points of sampling
-    # noise); this draw mixes in GAN faces from gan-train's validation split too.
-    assert result["metrics"]["n_fake"] > 20 and result["metrics"]["auc"] >= 0.7

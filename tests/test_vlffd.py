@@ -339,19 +339,3 @@ def test_demo_checkpoint_loads():
     assert 0.0 < model.config.threshold < 1.0
     assert model.tokenizer([REAL_SENTENCE])[0].shape == (1, model.config.text_context)
 
-
-@pytest.mark.needs_data
-def test_demo_checkpoint_separates_held_out_forgeries():
-    """Fresh forgeries (seed never used in training) on the held-out split of the real pool."""
-    from sklearn.metrics import roc_auc_score
-
-    from training.data.build import build_dataset
-    from training.engine.loop import predict_dataset
-    from training.recipes import load_recipe
-
-    model = create_detector("vlffd_demo").eval()
-    data = {**load_recipe("demo", "vlffd_demo")["data"], "augment": False, "limit": 900}
-    dataset = build_dataset(data, model.config, "val", seed=11)
-    result = predict_dataset(model, dataset, batch_size=64)
-    assert 0 < result["labels"].sum() < len(result["labels"])
-    assert roc_auc_score(result["labels"], result["scores"]) >= 0.8
