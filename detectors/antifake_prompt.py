@@ -57,7 +57,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import nn
@@ -257,7 +257,7 @@ class AntifakePromptDetector(Detector):
     #: Files saved beside the weights and read back by ``detectors.hub`` (the tokenizers).
     side_files = (LM_TOKENIZER_FILE, QFORMER_TOKENIZER_FILE)
 
-    def __init__(self, config: AntifakePromptConfig, vlm: Optional[nn.Module] = None) -> None:
+    def __init__(self, config: AntifakePromptConfig, vlm: nn.Module | None = None) -> None:
         """``vlm``: an already built (e.g. pretrained) ``InstructBlipForConditionalGeneration``."""
         super().__init__(config)
         from transformers import InstructBlipForConditionalGeneration
@@ -558,40 +558,54 @@ SOFT_PROMPT_KEYS = ("vlm.qformer.embeddings.word_embeddings.train_embed.weight",
                     "vlm.language_model.model.embed_tokens.train_embed.weight")
 
 
-@register_detector
-def antifake_prompt_full(from_pretrained: bool = False, **overrides) -> AntifakePromptDetector:
-    """InstructBLIP Vicuna-7B with the ``[*]`` soft prompt, randomly initialised unless
-    ``from_pretrained`` (needs the Hub: loads ``pretrained_weights`` via :func:`load_instructblip`;
-    the full training recipe sets it in its ``model`` section)."""
-    cfg = AntifakePromptConfig(name="antifake_prompt_full", input_size=224, crop_size=256, crop_margin=1.3,
-                               pretrained_weights="Salesforce/instructblip-vicuna-7b", dtype="bfloat16",
-                               tokenizer="pretrained").updated(**overrides)
+def _word_level_ids() -> dict[str, int]:
+    """Vocabulary sizes and special-token ids of the word-level tokenizer built offline."""
+    tok = build_word_tokenizer()
+    base = len(tok) - 1  # without [*]
+    return dict(qformer_vocab_size=base, vocab_size=base, image_token_id=tok.convert_tokens_to_ids("<image>"),
+                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+
+
+def _create(variant: str, from_pretrained: bool = False, **model_args: Any) -> AntifakePromptDetector:
+    """Build ``variant`` from its config fields. ``from_pretrained`` loads ``pretrained_weights`` with
+    :func:`load_instructblip` (needs the Hub; the shapes come from that repo); a ``word-level``
+    tokenizer fills the vocabulary sizes and token ids not given from the tokenizer built offline."""
+    cfg = AntifakePromptConfig(name=variant).updated(**model_args)
     if from_pretrained:
-        return load_instructblip(cfg.pretrained_weights, dtype=cfg.dtype, **{k: v for k, v in overrides.items()
-                                                                            if k not in ("pretrained_weights", "dtype")})
+        rest = {k: v for k, v in model_args.items() if k not in ("pretrained_weights", "dtype")}
+        return load_instructblip(cfg.pretrained_weights, dtype=cfg.dtype, **{"name": variant, **rest})
+    if cfg.tokenizer == "word-level":
+        cfg = cfg.updated(**{k: v for k, v in _word_level_ids().items() if k not in model_args})
     return AntifakePromptDetector(cfg)
 
 
-def demo_config(**overrides) -> AntifakePromptConfig:
-    """The demo's config (word-level vocabulary size read from the tokenizer built offline)."""
-    tok = build_word_tokenizer()
-    base = len(tok) - 1
-    cfg = AntifakePromptConfig(
-        name="antifake_prompt_demo", input_size=126, crop_size=126, crop_margin=1.3,
-        mean=DINOV2_MEAN, std=DINOV2_STD,
-        vision_hidden=384, vision_layers=6, vision_heads=6, vision_mlp=1536, patch_size=14,
-        num_query_tokens=8, qformer_hidden=192, qformer_layers=2, qformer_heads=4, qformer_mlp=512,
-        qformer_cross_every=1, qformer_vocab_size=base, qformer_max_positions=64,
-        lm_hidden=192, lm_layers=3, lm_heads=4, lm_mlp=384, lm_max_positions=128,
-        vocab_size=base, image_token_id=tok.convert_tokens_to_ids("<image>"), bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tokenizer="word-level", dtype="float32",
-        itm_head=True, vision_head_classes=6, vision_head_norm=True, patch_stem="linear", storage_dtype="float16")
-    return cfg.updated(**overrides)
+@register_detector
+def antifake_prompt_full(**overrides: Any) -> AntifakePromptDetector:
+    """InstructBLIP Vicuna-7B with the ``[*]`` soft prompt, randomly initialised unless
+    ``from_pretrained=True`` (needs the Hub: loads ``pretrained_weights`` via :func:`load_instructblip`;
+    the full training recipe sets it in its ``model`` section)."""
+    # input_size stays the config's 224: with from_pretrained it is read from the repo's config
+    model_args = dict(crop_size=256, crop_margin=1.3, pretrained_weights="Salesforce/instructblip-vicuna-7b",
+                      dtype="bfloat16", tokenizer="pretrained")
+    return _create("antifake_prompt_full", **{**model_args, **overrides})
 
 
 @register_detector
-def antifake_prompt_demo(**overrides) -> AntifakePromptDetector:
+def antifake_prompt_demo(**overrides: Any) -> AntifakePromptDetector:
     """A small InstructBLIP for 2 CPU cores: the first six blocks of DINOv2 ViT-S/14 at 126 px as its
     vision encoder (11 M parameters), a 2-layer Q-Former and a 3-layer language model (~2.5 M),
     word-level tokenizer."""
-    return AntifakePromptDetector(demo_config(**overrides))
+    model_args = dict(
+        input_size=126, crop_size=126, crop_margin=1.3, mean=DINOV2_MEAN, std=DINOV2_STD,
+        vision_hidden=384, vision_layers=6, vision_heads=6, vision_mlp=1536, patch_size=14,
+        num_query_tokens=8, qformer_hidden=192, qformer_layers=2, qformer_heads=4, qformer_mlp=512,
+        qformer_cross_every=1, qformer_max_positions=64,
+        lm_hidden=192, lm_layers=3, lm_heads=4, lm_mlp=384, lm_max_positions=128,
+        tokenizer="word-level", dtype="float32",
+        itm_head=True, vision_head_classes=6, vision_head_norm=True, patch_stem="linear", storage_dtype="float16")
+    return _create("antifake_prompt_demo", **{**model_args, **overrides})
+
+
+def demo_config(**overrides: Any) -> AntifakePromptConfig:
+    """The demo's config (word-level vocabulary size read from the tokenizer built offline)."""
+    return antifake_prompt_demo(**overrides).config

@@ -46,7 +46,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from timm.models.xception import Block, SeparableConv2d
@@ -428,21 +427,23 @@ def stream_state_from_timm(timm_state: dict[str, torch.Tensor], with_exit: bool 
 
 
 # ---- registry entries ----------------------------------------------------------------------------
-#: What ships: both streams are ImageNet EfficientNet-Lite0 (the recipe's ``model.init``) at 128 px,
-#: an 8 x 8 patch grid, narrow heads.
-DEMO = dict(
-    name="lav_demo", input_size=128, crop_size=128, crop_margin=1.3, pretrained_weights="",
-    stream="tf_efficientnet_lite0", score_channels=32, fusion_hidden=256, fusion_out=256, proj_dim=64,
-)
+def _create(variant: str, **model_args: Any) -> LocateAndVerify:
+    """Build ``variant`` from its config fields (LAV derives nothing from them)."""
+    return LocateAndVerify(LavConfig(name=variant).updated(**model_args))
 
 
 @register_detector
 def lav_full(**overrides: Any) -> LocateAndVerify:
     """The paper's network: two full Xception streams at 299 px, 19 x 19 patch grid."""
-    return LocateAndVerify(LavConfig(name="lav_full").updated(**overrides))
+    model_args: dict[str, Any] = dict()
+    return _create("lav_full", **{**model_args, **overrides})
 
 
 @register_detector
 def lav_demo(**overrides: Any) -> LocateAndVerify:
     """The same network for 2 CPU cores: EfficientNet-Lite0 streams at 128 px, 8 x 8 patch grid."""
-    return LocateAndVerify(LavConfig().updated(**{**DEMO, **overrides}))
+    # What ships: both streams are ImageNet EfficientNet-Lite0 (the recipe's ``model.init``), narrow heads.
+    model_args = dict(input_size=128, crop_size=128, crop_margin=1.3, pretrained_weights="",
+                      stream="tf_efficientnet_lite0", score_channels=32, fusion_hidden=256, fusion_out=256,
+                      proj_dim=64)
+    return _create("lav_demo", **{**model_args, **overrides})

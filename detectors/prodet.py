@@ -289,17 +289,23 @@ class ProDetDetector(Detector):
         return self.project(self.anchor_centres)
 
 
+def _create(variant: str, **model_args: Any) -> ProDetDetector:
+    """Build ``variant`` from its config fields (ProDet derives nothing from them)."""
+    return ProDetDetector(ProDetConfig(name=variant).updated(**model_args))
+
+
 @register_detector
-def prodet_full(**overrides) -> ProDetDetector:
+def prodet_full(**overrides: Any) -> ProDetDetector:
     """The paper's setting: EfficientNet-B4 at 256 px, 512-channel features, 256-wide heads."""
-    return ProDetDetector(ProDetConfig(name="prodet_full").updated(**overrides))
+    model_args: dict[str, Any] = dict()
+    return _create("prodet_full", **{**model_args, **overrides})
 
 
 @register_detector
-def prodet_demo(**overrides) -> ProDetDetector:
+def prodet_demo(**overrides: Any) -> ProDetDetector:
     """The same architecture on a CPU budget: EfficientNet-Lite0 (ImageNet start in the recipe) at the
     faces' native 128 px, 96 feature channels, 64-wide heads; about 5 M parameters (with the
     training-only transition blocks)."""
-    config = ProDetConfig(name="prodet_demo", input_size=128, crop_size=128, backbone="tf_efficientnet_lite0",
-                          feature_dim=96, head_dim=64, pretrained_weights="timm/tf_efficientnet_lite0.in1k")
-    return ProDetDetector(config.updated(**overrides))
+    model_args = dict(input_size=128, crop_size=128, backbone="tf_efficientnet_lite0", feature_dim=96, head_dim=64,
+                      pretrained_weights="timm/tf_efficientnet_lite0.in1k")
+    return _create("prodet_demo", **{**model_args, **overrides})

@@ -3,15 +3,21 @@ factories (``@register_detector``) that build it.
 
 A family registers when its :class:`~detectors.base.Detector` subclass is defined (the class
 sets ``family``, ``display_name``, ``paper``, ``serial``); a factory registers under its function
-name. Nothing here builds or loads a model: that is :mod:`detectors.factory`, one layer up, so
-this module imports no other layer (file format < hub I/O < registry < factory < base).
+name. Every family module registers one way, as timm's model files do: its one
+``_create(variant, **model_args)`` builds a variant (filling the fields derived from its config), and
+each ``@register_detector`` function is ``model_args = dict(...)`` then
+``return _create("<its name>", **{**model_args, **overrides})``.
+
+Nothing here builds or loads a model: that is :mod:`detectors.factory`, one layer up, so this
+module imports no other layer (file format < hub I/O < registry < factory < base).
 """
 from __future__ import annotations
 
 import importlib
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .errors import UnknownDetector
 
@@ -21,8 +27,8 @@ BUILTIN_FAMILIES = ("lav", "rffr", "antifake_prompt", "prodet", "vlffd")
 TEST_FAMILIES = ("tiny",)
 #: Modules that hold built-in detectors, imported on first use (not at package import).
 BUILTIN_MODULES = BUILTIN_FAMILIES + TEST_FAMILIES
-_REGISTRY: dict[str, "DetectorEntry"] = {}
-_FAMILIES: dict[str, "FamilyEntry"] = {}
+_REGISTRY: dict[str, DetectorEntry] = {}
+_FAMILIES: dict[str, FamilyEntry] = {}
 _builtins_loaded = False
 
 

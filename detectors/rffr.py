@@ -463,21 +463,22 @@ class RFFRDetector(Detector):
         return tokens_to_grid(tokens, self.config.grid, patch_ids=ids)
 
 
-def _build(name: str, **overrides: Any) -> RFFRDetector:
-    return RFFRDetector(RFFRConfig(name=name).updated(**overrides))
+def _create(variant: str, **model_args: Any) -> RFFRDetector:
+    """Build ``variant`` from its config fields (RFFR derives nothing from them)."""
+    return RFFRDetector(RFFRConfig(name=variant).updated(**model_args))
 
 
 @register_detector
 def rffr_full(**overrides: Any) -> RFFRDetector:
     """The paper's sizes: MAE ViT-B/16 (decoder 512-d x 8) and two ViT-B/16 at 224 px."""
-    base = dict(pretrained_weights="timm/vit_base_patch16_224.orig_in21k_ft_in1k", crop_size=256, crop_margin=1.3)
-    return _build("rffr_full", **{**base, **overrides})
+    model_args = dict(pretrained_weights="timm/vit_base_patch16_224.orig_in21k_ft_in1k", crop_size=256, crop_margin=1.3)
+    return _create("rffr_full", **{**model_args, **overrides})
 
 
 @register_detector
 def rffr_demo(**overrides: Any) -> RFFRDetector:
     """The same structure on CPU: 112 px, patch 8 (still a 14x14 grid), narrow shallow ViTs."""
-    base = dict(input_size=112, patch_size=8, crop_size=128, crop_margin=1.3,
-                mae_dim=128, mae_depth=4, mae_heads=4, decoder_dim=96, decoder_depth=2, decoder_heads=3,
-                vit_dim=128, vit_depth=4, vit_heads=4)
-    return _build("rffr_demo", **{**base, **overrides})
+    model_args = dict(input_size=112, patch_size=8, crop_size=128, crop_margin=1.3,
+                      mae_dim=128, mae_depth=4, mae_heads=4, decoder_dim=96, decoder_depth=2, decoder_heads=3,
+                      vit_dim=128, vit_depth=4, vit_heads=4)
+    return _create("rffr_demo", **{**model_args, **overrides})

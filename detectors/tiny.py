@@ -5,6 +5,7 @@ Not one of the five papers' detectors, and hidden from :func:`list_detectors`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -43,6 +44,13 @@ class TinyDetector(Detector):
         return [self.body[-2]]
 
 
+def _create(variant: str, **model_args: Any) -> TinyDetector:
+    """Build ``variant`` from its config fields."""
+    return TinyDetector(TinyConfig(name=variant).updated(**model_args))
+
+
 @register_detector(hidden=True)
-def tiny_test(**overrides) -> TinyDetector:
-    return TinyDetector(TinyConfig(name="tiny_test").updated(**overrides))
+def tiny_test(**overrides: Any) -> TinyDetector:
+    """A random-weight detector for the registry, base-class and Hub tests."""
+    model_args: dict[str, Any] = dict()
+    return _create("tiny_test", **{**model_args, **overrides})

@@ -59,9 +59,10 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -72,11 +73,28 @@ from .config import DetectorConfig
 from .conv_stem import make_patch_stem
 from .patch_grid import tokens_to_grid
 from .registry import register_detector
+
 # The sentence grammar's one home; re-exported here, where VLFFD's callers have always found it.
-from .sentences import (BOTH, COARSE_SENTENCES, PART_NAMES, REAL_SENTENCE, SENTENCE_REGIONS,  # noqa: F401
-                        WHOLE_FACE, WHOLE_FACE_SENTENCE, region_sentence)
-from .towers import (BERT_SPECIALS, BertTextTower, PieceTokenizer, VitTower, bert_vocab_file, keep_first_blocks,
-                     pieces_for_words, read_vocab)
+from .sentences import (  # noqa: F401
+    BOTH,
+    COARSE_SENTENCES,
+    PART_NAMES,
+    REAL_SENTENCE,
+    SENTENCE_REGIONS,
+    WHOLE_FACE,
+    WHOLE_FACE_SENTENCE,
+    region_sentence,
+)
+from .towers import (
+    BERT_SPECIALS,
+    BertTextTower,
+    PieceTokenizer,
+    VitTower,
+    bert_vocab_file,
+    keep_first_blocks,
+    pieces_for_words,
+    read_vocab,
+)
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +167,7 @@ class SentenceTokenizer:
         self.pad_id, self.bos_id, self.eos_id = table["[PAD]"], table["[BOS]"], table["[EOS]"]
 
     @classmethod
-    def from_file(cls, path: Path, vocab: Sequence[str], context: int) -> "SentenceTokenizer":
+    def from_file(cls, path: Path, vocab: Sequence[str], context: int) -> SentenceTokenizer:
         """Load a saved ``tokenizer.json``; it must hold exactly ``vocab`` (the config's)."""
         from tokenizers import Tokenizer
 
@@ -248,8 +266,12 @@ class VlffdDetector(Detector):
 
     def __init__(self, config: VlffdConfig) -> None:
         super().__init__(config)
-        from transformers import (CLIPTextConfig, CLIPTextModelWithProjection, CLIPVisionConfig,
-                                  CLIPVisionModelWithProjection)
+        from transformers import (
+            CLIPTextConfig,
+            CLIPTextModelWithProjection,
+            CLIPVisionConfig,
+            CLIPVisionModelWithProjection,
+        )
 
         if config.input_size % config.patch_size:
             raise ValueError(f"input_size {config.input_size} is not a multiple of patch_size {config.patch_size}")
@@ -348,7 +370,7 @@ class VlffdDetector(Detector):
             self._text_cache = cache
         return cache
 
-    def train(self, mode: bool = True) -> "VlffdDetector":
+    def train(self, mode: bool = True) -> VlffdDetector:
         if mode:  # weights may change while training; eval() keeps the cache (every decision calls it)
             self._text_cache = None
         return super().train(mode)
@@ -465,35 +487,39 @@ class _OffsetWordTokenizer(SentenceTokenizer):
         return out, mask
 
 
-#: What ships: the first six blocks of DINOv2 ViT-S/14 at 126 px (a 9 x 9 grid of the pool's 128 px
-#: faces; a linear probe reads forgery traces from DINOv2's early blocks far better than from its
-#: last, see docs/experiments.md) and MiniLM-L3's sentence encoder (frozen), each with its own
-#: projection into a 256-d space.
-DEMO = dict(vision_tower="vit", text_tower="bert", input_size=126, crop_size=126, crop_margin=1.3, patch_size=14,
-            vision_width=384, vision_layers=6, vision_heads=6, vision_mlp=1536, vision_trainable=-1,
-            text_width=384, text_layers=3, text_heads=12, text_mlp=1536, text_context=32, text_trainable=0,
-            embed_dim=256, mean=IMAGENET_MEAN, std=IMAGENET_STD, tokenizer="wordpiece", pretrained_weights="",
-            storage_dtype="float16")
+def _create(variant: str, **model_args: Any) -> VlffdDetector:
+    """Build ``variant`` from its config fields. A ``bert`` text tower without ``text_pieces`` gets
+    the WordPiece pieces of the sentence vocabulary (:func:`bert_pieces`); a ``word`` tokenizer
+    gets its vocabulary and, unless given, ``text_vocab_size`` from it."""
+    cfg = VlffdConfig(name=variant).updated(**model_args)
+    if cfg.text_tower == "bert" and not cfg.text_pieces:
+        cfg = cfg.updated(**bert_pieces(cfg.vocab or default_vocab(cfg.regions, cfg.max_parts)))
+    elif cfg.tokenizer == "word" and "text_vocab_size" not in model_args:
+        vocab = cfg.vocab or default_vocab(cfg.regions, cfg.max_parts)
+        cfg = cfg.updated(vocab=vocab, text_vocab_size=len(vocab))
+    return VlffdDetector(cfg)
 
 
 @register_detector
 def vlffd_full(**overrides: Any) -> VlffdDetector:
     """CLIP ViT-B/16 @ 224 + CLIP text transformer (openai/clip-vit-base-patch16 shapes)."""
-    return VlffdDetector(VlffdConfig(name="vlffd_full").updated(**overrides))
+    model_args: dict[str, Any] = dict()
+    return _create("vlffd_full", **{**model_args, **overrides})
 
 
 @register_detector
 def vlffd_demo(**overrides: Any) -> VlffdDetector:
     """DINOv2 ViT-S/14 (its first six blocks) @ 126 px + MiniLM-L3 sentence encoder (the towers
     reachable offline); the image tower fine-tuned, the text encoder frozen under its projection."""
-    cfg = VlffdConfig(name="vlffd_demo").updated(**DEMO)
-    cfg = cfg.updated(**overrides)
-    if cfg.text_tower == "bert" and not cfg.text_pieces:
-        cfg = cfg.updated(**bert_pieces(cfg.vocab or default_vocab(cfg.regions, cfg.max_parts)))
-    elif cfg.tokenizer == "word" and "text_vocab_size" not in overrides:
-        vocab = cfg.vocab or default_vocab(cfg.regions, cfg.max_parts)
-        cfg = cfg.updated(vocab=vocab, text_vocab_size=len(vocab))
-    return VlffdDetector(cfg)
+    # What ships: 126 px is a 9 x 9 grid of the pool's 128 px faces (a linear probe reads forgery
+    # traces from DINOv2's early blocks far better than from its last, see docs/experiments.md);
+    # each tower has its own projection into a 256-d space.
+    model_args = dict(vision_tower="vit", text_tower="bert", input_size=126, crop_size=126, crop_margin=1.3,
+                      patch_size=14, vision_width=384, vision_layers=6, vision_heads=6, vision_mlp=1536,
+                      vision_trainable=-1, text_width=384, text_layers=3, text_heads=12, text_mlp=1536,
+                      text_context=32, text_trainable=0, embed_dim=256, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                      tokenizer="wordpiece", pretrained_weights="", storage_dtype="float16")
+    return _create("vlffd_demo", **{**model_args, **overrides})
 
 
 def bert_pieces(vocab: Sequence[str]) -> dict[str, Any]:
