@@ -256,6 +256,8 @@ class AntifakePromptDetector(Detector):
     config_class = AntifakePromptConfig
     #: Files saved beside the weights and read back by ``detectors.hub`` (the tokenizers).
     side_files = (LM_TOKENIZER_FILE, QFORMER_TOKENIZER_FILE)
+    config: AntifakePromptConfig
+    vlm: Any  # transformers' InstructBLIP: its towers are reached (and patched) by name
 
     def __init__(self, config: AntifakePromptConfig, vlm: nn.Module | None = None) -> None:
         """``vlm``: an already built (e.g. pretrained) ``InstructBlipForConditionalGeneration``."""
@@ -271,8 +273,9 @@ class AntifakePromptDetector(Detector):
                 vlm.vision_model.embeddings.patch_embedding = stem
         elif config.patch_stem != "linear":
             raise ValueError("a pretrained InstructBLIP has the linear patch stem (patch_stem='linear')")
-        vlm.qformer.embeddings.word_embeddings = PseudoWordEmbedding(vlm.qformer.embeddings.word_embeddings)
-        vlm.language_model.set_input_embeddings(PseudoWordEmbedding(vlm.language_model.get_input_embeddings()))
+        blip: Any = vlm
+        blip.qformer.embeddings.word_embeddings = PseudoWordEmbedding(blip.qformer.embeddings.word_embeddings)
+        blip.language_model.set_input_embeddings(PseudoWordEmbedding(blip.language_model.get_input_embeddings()))
         dtype = getattr(torch, config.dtype)
         if dtype != torch.float32:
             vlm.to(dtype)
@@ -284,7 +287,8 @@ class AntifakePromptDetector(Detector):
         if config.vision_head_classes:
             head = nn.Linear(config.vision_hidden, config.vision_head_classes)
             self.vision_head = nn.Sequential(nn.BatchNorm1d(config.vision_hidden), head) if config.vision_head_norm else head
-        self.lm_tokenizer = self.qformer_tokenizer = None
+        self.lm_tokenizer: Any = None  # transformers tokenizers (set_tokenizers)
+        self.qformer_tokenizer: Any = None
         self._ids: dict[str, list[int]] = {}
         if config.tokenizer == "word-level":
             tok = build_word_tokenizer(pseudo_word=config.pseudo_word)
@@ -295,9 +299,10 @@ class AntifakePromptDetector(Detector):
     @staticmethod
     def soft_prompt_tables(vlm: nn.Module) -> list[nn.Embedding]:
         """The two trainable ``[*]`` tables: Q-Former's, then the language model's."""
-        return [vlm.qformer.embeddings.word_embeddings.train_embed, vlm.language_model.get_input_embeddings().train_embed]
+        blip: Any = vlm
+        return [blip.qformer.embeddings.word_embeddings.train_embed, blip.language_model.get_input_embeddings().train_embed]
 
-    def soft_prompt_parameters(self) -> list[nn.Parameter]:
+    def soft_prompt_parameters(self) -> list[torch.Tensor]:
         return [t.weight for t in self.soft_prompt_tables(self.vlm)]
 
     def set_tokenizers(self, lm_tokenizer, qformer_tokenizer) -> None:
@@ -433,7 +438,7 @@ class AntifakePromptDetector(Detector):
         """The vision encoder's last block's first norm (the authors' ``blocks[-1].norm1``)."""
         return [self.vlm.vision_model.encoder.layers[-1].layer_norm1]
 
-    def reshape_transform(self, tokens: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def reshape_transform(self, tokens: torch.Tensor) -> torch.Tensor:
         """ViT tokens (B, 1 + N, C) -> (B, C, sqrt N, sqrt N), dropping the class token."""
         return tokens_to_grid(tokens, self.config.input_size // self.config.patch_size)
 
@@ -534,7 +539,7 @@ def load_instructblip(repo: str = "Salesforce/instructblip-vicuna-7b", soft_prom
     from transformers import InstructBlipForConditionalGeneration
 
     pretrained = InstructBlipForConditionalGeneration.from_pretrained(repo, dtype=getattr(torch, dtype))
-    hf = pretrained.config
+    hf: Any = pretrained.config  # transformers types its sub-configs as dict | config | None; loaded, each is a config
     cfg = AntifakePromptConfig(name="antifake_prompt_full", pretrained_weights=repo, dtype=dtype).updated(
         vision_hidden=hf.vision_config.hidden_size, vision_layers=hf.vision_config.num_hidden_layers,
         vision_heads=hf.vision_config.num_attention_heads, vision_mlp=hf.vision_config.intermediate_size,

@@ -122,6 +122,8 @@ def pool_to_grid(x: torch.Tensor, cells: int) -> torch.Tensor:
 class SRMFilter(nn.Module):
     """Fixed 5x5 SRM high-pass filters over the summed colour channels, truncated to [-3, 3]."""
 
+    weight: torch.Tensor  # a buffer (register_buffer)
+
     def __init__(self, in_channels: int = 3) -> None:
         super().__init__()
         kernels = torch.tensor([_SRM_KB, _SRM_KV, _SRM_H2], dtype=torch.float32)
@@ -195,6 +197,8 @@ class LiteStream(nn.Module):
     halves (1/16), stages 6-7 + the 1x1 head conv as the exit flow (1/32). The timm module is
     ``net``, so ImageNet weights load into it by name; the locate stream drops the exit flow."""
 
+    net: Any  # timm's EfficientNet, whose stages and blocks are reached by name (nn.Module's typing cannot follow)
+
     def __init__(self, arch: str, with_exit: bool = True) -> None:
         super().__init__()
         import timm
@@ -239,7 +243,7 @@ class LiteStream(nn.Module):
 LITE_EXIT_KEYS = ("blocks.5.", "blocks.6.", "conv_head.", "bn2.")
 
 
-def make_stream(cfg: LavConfig, with_exit: bool) -> nn.Module:
+def make_stream(cfg: LavConfig, with_exit: bool) -> XceptionStream | LiteStream:
     if cfg.stream == "xception":
         return XceptionStream(cfg, with_exit)
     if cfg.stream.startswith("tf_efficientnet_lite"):

@@ -101,8 +101,10 @@ class StaticPadConv2d(nn.Conv2d):
     """A convolution after a fixed zero padding ``(left, right, top, bottom)``, whatever the input size."""
 
     def __init__(self, conv: nn.Conv2d, pad: tuple[int, int, int, int]) -> None:
-        super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, padding=0,
-                         dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None)
+        # torch types Conv2d's kernel_size, stride and dilation as tuple[int, ...], its constructor's as tuple[int, int]
+        super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,  # type: ignore[arg-type]
+                         padding=0, dilation=conv.dilation,  # type: ignore[arg-type]
+                         groups=conv.groups, bias=conv.bias is not None)
         self.static_pad = pad
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -119,11 +121,12 @@ def use_efficientnet_pytorch_padding(backbone: nn.Module, image_size: int) -> No
     dynamic padding gives 128 -> 64 -> 32 -> 16 -> 8, so the weights only compute what they were
     trained to with the same paddings. Stride-1 convolutions pad symmetrically in both.
     """
-    stem = backbone.conv_stem
-    backbone.conv_stem = nn.Conv2d(stem.in_channels, stem.out_channels, stem.kernel_size, stem.stride,
+    net: Any = backbone  # timm's EfficientNet: its stem, stages and blocks are reached by name
+    stem = net.conv_stem
+    net.conv_stem = nn.Conv2d(stem.in_channels, stem.out_channels, stem.kernel_size, stem.stride,
                                    padding=0, bias=stem.bias is not None)
     size = math.ceil(image_size / stem.stride[0])  # efficientnet_pytorch's size after its own stem
-    for stage in backbone.blocks:
+    for stage in net.blocks:
         for block in stage:
             conv = block.conv_dw
             stride, kernel = conv.stride[0], conv.kernel_size[0]
@@ -185,6 +188,13 @@ class ProDetDetector(Detector):
     display_name = "ProDet"
     paper = "Cheng et al., Can We Leave Deepfake Data Behind in Training Deepfake Detector? (NeurIPS 2024)"
     config_class = ProDetConfig
+    backbone: Any  # the timm model config.backbone names; its parts are reached by name
+    # buffers (register_buffer)
+    anchor_centres: torch.Tensor
+    anchor_origin: torch.Tensor
+    anchor_axes: torch.Tensor
+    anchor_spread: torch.Tensor
+    anchors_fitted: torch.Tensor
 
     def __init__(self, config: ProDetConfig) -> None:
         super().__init__(config)

@@ -17,7 +17,7 @@ import importlib
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 from .errors import UnknownDetector
 
@@ -51,7 +51,16 @@ class FamilyEntry:
     model_class: type
 
 
-def register_family(cls: type) -> type:
+class DeclaresFamily(Protocol):
+    """The facts a detector class declares (:class:`detectors.base.Detector`'s class attributes)."""
+
+    family: ClassVar[str]
+    display_name: ClassVar[str]
+    paper: ClassVar[str]
+    serial: ClassVar[bool]
+
+
+def register_family(cls: type[DeclaresFamily]) -> type[DeclaresFamily]:
     """Record the family a detector class declares (called by ``Detector.__init_subclass__``)."""
     _FAMILIES[cls.family] = FamilyEntry(cls.family, cls.display_name or cls.family, cls.paper, bool(cls.serial), cls)
     return cls

@@ -63,7 +63,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -174,14 +174,17 @@ class MaskedAutoencoder(nn.Module):
         n = self.patch_embed.num_patches
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(sincos_2d(dim, cfg.grid), requires_grad=False)
-        self.blocks = nn.ModuleList([Block(dim, cfg.mae_heads, cfg.mlp_ratio, qkv_bias=True, norm_layer=_NORM)
+        # timm types norm_layer as a class; any callable that returns the norm works (a partial here)
+        self.blocks = nn.ModuleList([Block(dim, cfg.mae_heads, cfg.mlp_ratio, qkv_bias=True,
+                                           norm_layer=_NORM)  # type: ignore[arg-type]
                                      for _ in range(cfg.mae_depth)])
         self.norm = _NORM(dim)
         self.decoder_embed = nn.Linear(dim, ddim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, ddim))
         self.decoder_pos_embed = nn.Parameter(sincos_2d(ddim, cfg.grid), requires_grad=False)
         self.decoder_blocks = nn.ModuleList([Block(ddim, cfg.decoder_heads, cfg.mlp_ratio, qkv_bias=True,
-                                                   norm_layer=_NORM) for _ in range(cfg.decoder_depth)])
+                                                   norm_layer=_NORM)  # type: ignore[arg-type]
+                                             for _ in range(cfg.decoder_depth)])
         self.decoder_norm = _NORM(ddim)
         self.decoder_pred = nn.Linear(ddim, p * p * 3)
         self.num_patches = n
@@ -313,6 +316,13 @@ class RFFRDetector(Detector):
     display_name = "RFFR (real-face masked image modeling)"
     paper = "Shi et al., Real Face Foundation Representation Learning for Generalized Deepfake Detection, PR 2024"
     config_class = RFFRConfig
+    config: RFFRConfig
+    # buffers (register_buffer)
+    block_ids: torch.Tensor
+    ring_ids: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+    vits_from_mim: torch.Tensor
 
     def __init__(self, config: RFFRConfig) -> None:
         super().__init__(config)
@@ -415,16 +425,18 @@ class RFFRDetector(Detector):
             return False
         mim = self.mim
         for vit in (self.image_vit, self.residual_vit):
+            assert vit.cls_token is not None and vit.pos_embed is not None  # built with both (timm: optional)
             vit.cls_token.copy_(mim.cls_token)
             vit.pos_embed.copy_(mim.pos_embed)
             vit.blocks.load_state_dict(mim.blocks.state_dict())
             vit.norm.load_state_dict(mim.norm.state_dict())
             vit.patch_embed.proj.weight.copy_(mim.patch_embed.proj.weight)
             vit.patch_embed.proj.bias.copy_(mim.patch_embed.proj.bias)
-        w = mim.patch_embed.proj.weight  # (D, 3, p, p); x01 = x * std + mean
+        w, b = mim.patch_embed.proj.weight, mim.patch_embed.proj.bias  # (D, 3, p, p), (D,); x01 = x * std + mean
+        assert b is not None
         std, mean = self.std.view(1, 3, 1, 1), self.mean.view(1, 3, 1, 1)
         self.image_vit.patch_embed.proj.weight.copy_(w * std)
-        self.image_vit.patch_embed.proj.bias.copy_(mim.patch_embed.proj.bias + (w * mean).sum((1, 2, 3)))
+        self.image_vit.patch_embed.proj.bias.copy_(b + (w * mean).sum((1, 2, 3)))
         self.vits_from_mim.fill_(1)
         return True
 
@@ -453,7 +465,7 @@ class RFFRDetector(Detector):
         return state
 
     def target_layers(self) -> list[nn.Module]:
-        return [self.image_vit.blocks[-1].norm1, self.residual_vit.blocks[-1].norm1]
+        return [cast(Block, vit.blocks[-1]).norm1 for vit in (self.image_vit, self.residual_vit)]  # timm's Blocks
 
     def reshape_transform(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, 1+K, D) tokens of the last forward -> (B, D, g, g), unseen patches zero."""

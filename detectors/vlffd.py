@@ -62,7 +62,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -120,7 +120,8 @@ def candidate_sentences(regions: Sequence[str] = SENTENCE_REGIONS, max_parts: in
     order of ``regions``.
     """
     parts = [r for r in regions if r != WHOLE_FACE]
-    sentences, named = [REAL_SENTENCE], [()]
+    sentences = [REAL_SENTENCE]
+    named: list[tuple[str, ...]] = [()]
     if WHOLE_FACE in regions:
         sentences += list(whole_face)
         named += [(WHOLE_FACE,)] * len(whole_face)
@@ -195,12 +196,12 @@ class ClipBpeTokenizer:
     """CLIP's own BPE tokenizer (needs the Hub or a local cache), padded to ``context``."""
 
     def __init__(self, name: str, context: int) -> None:
-        from transformers import CLIPTokenizerFast
+        from transformers import CLIPTokenizer  # the fast one (transformers 5 keeps no separate *Fast class)
 
         try:  # the local cache first: no network round trips (and retries) when it is there
-            self.backend = CLIPTokenizerFast.from_pretrained(name, local_files_only=True)
+            self.backend = CLIPTokenizer.from_pretrained(name, local_files_only=True)
         except OSError:
-            self.backend = CLIPTokenizerFast.from_pretrained(name)
+            self.backend = CLIPTokenizer.from_pretrained(name)
         self.context = context
 
     def __call__(self, sentences: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -258,11 +259,19 @@ class VlffdConfig(DetectorConfig):
     text_piece_ids: tuple[int, ...] = ()  # ``bert``: each piece's row in the source vocabulary
 
 
+class _SpecialIds(TypedDict):
+    pad_token_id: int
+    bos_token_id: int
+    eos_token_id: int
+
+
 class VlffdDetector(Detector):
     family = "vlffd"
     display_name = "VLFFD (sentence prompts)"
     paper = "Sun et al., Towards General Visual-Linguistic Face Forgery Detection, arXiv:2307.16545 (2023)"
     config_class = VlffdConfig
+    config: VlffdConfig
+    membership: torch.Tensor  # a buffer (register_buffer)
 
     def __init__(self, config: VlffdConfig) -> None:
         super().__init__(config)
@@ -328,7 +337,7 @@ class VlffdDetector(Detector):
 
     # ---- text side -------------------------------------------------------------------------
     @staticmethod
-    def _special_ids(config: VlffdConfig) -> dict[str, int]:
+    def _special_ids(config: VlffdConfig) -> _SpecialIds:
         if config.tokenizer == "word":
             return {"pad_token_id": 0, "bos_token_id": 2, "eos_token_id": 3}
         return {"pad_token_id": 1, "bos_token_id": 49406, "eos_token_id": 49407}
@@ -417,12 +426,15 @@ class VlffdDetector(Detector):
     # ---- explainers' contract --------------------------------------------------------------
     def target_layers(self) -> list[nn.Module]:
         if self.config.vision_tower == "vit":
+            assert isinstance(self.vision, VitTower)
             return [self.vision.last_block_norm()]
-        return [self.vision.vision_model.encoder.layers[-1].layer_norm1]
+        clip: Any = self.vision  # transformers' CLIP vision model: its layers are reached by name
+        return [clip.vision_model.encoder.layers[-1].layer_norm1]
 
-    def reshape_transform(self, tokens: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def reshape_transform(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, 1 + g*g, C) ViT tokens -> (B, C, g, g), CLS dropped."""
         if self.config.vision_tower == "vit":
+            assert isinstance(self.vision, VitTower)
             return self.vision.tokens_to_grid(tokens)
         return tokens_to_grid(tokens, self.config.input_size // self.config.patch_size)
 
