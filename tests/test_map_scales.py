@@ -226,7 +226,7 @@ def test_vlffd_says_which_head_decides_and_words_parts_conditionally(astronaut):
 
 # ---- calibrate-maps ----------------------------------------------------------------------------
 def test_calibrate_maps_writes_only_map_scales(tmp_path):
-    from training.cli import main
+    from training.cli import command_line, main
 
     ckpt = tmp_path / "ckpt"
     build_detector("tiny_test", input_size=32, width=4).save_pretrained(ckpt)
@@ -236,10 +236,11 @@ def test_calibrate_maps_writes_only_map_scales(tmp_path):
         "detector": "tiny_test", "model": {"input_size": 32, "width": 4},
         "data": {"builder": "tests.training_standin:build_dataset", "n": 24},
         "train": {"max_steps": 1, "batch_size": 4, "seed": 3}}))
-    assert main(["calibrate-maps", "--detector", "tiny_test", "--source", str(ckpt), "--recipe", str(recipe),
-                 "--limit", "5"]) == 0
+    argv = ["calibrate-maps", "--detector", "tiny_test", "--source", str(ckpt), "--recipe", str(recipe), "--limit", "5"]
+    assert main(argv) == 0
     after = json.loads((ckpt / "config.json").read_text())
     scales = after["extra"].pop("map_scales")
+    assert after["extra"].pop("made_by") == {"commands": [command_line(argv)]}  # the folder's provenance
     assert after == before  # nothing else changed
     assert set(scales) == {"gradcam"}
     s = scales["gradcam"]

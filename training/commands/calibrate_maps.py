@@ -4,7 +4,8 @@ Runs the detector's own explainers on real faces from the *training* split (the 
 ``evaluate``: the recipe's pool, its seed and ``val_fraction``; the validation split and
 ``dev-gan`` stay untouched for measuring), collects every raw map they colour, and stores per
 map kind ``lo`` = the median and ``hi`` = the 99th percentile of the pooled values in the
-checkpoint's ``config.json`` under ``extra.map_scales``. Nothing else in the file changes.
+checkpoint's ``config.json`` under ``extra.map_scales``, its command line on
+``extra.made_by.commands``, and re-renders the folder's model card from it.
 """
 from __future__ import annotations
 
@@ -107,7 +108,9 @@ def run(args: argparse.Namespace) -> int:
     from detectors.registry import get_entry
     from explain.evidence import explain
     from explain.scales import RULE, SCALES_KEY, calibrate, collecting
+    from training.cli import portable_path
     from training.commands.evaluate import data_config, local_checkpoint, open_detector, resolve_source
+    from training.export import refresh_folder
     from training.recipes import RecipeError
 
     say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
@@ -131,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     except RecipeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    describe = next((f"{k} {data_cfg[k]}" for k in ("folder", "deepfakebench_json", "pool", "builder")
+    describe = next((f"{k} {portable_path(str(data_cfg[k]))}" for k in ("folder", "deepfakebench_json", "pool", "builder")
                      if data_cfg.get(k)), None)
     if describe is None:
         from training.data.build import DEFAULT_POOL
@@ -156,7 +159,9 @@ def run(args: argparse.Namespace) -> int:
     say(f"{n_faces} real faces ({where}) in {time.time() - started:.0f} s")
     if not args.dry_run:
         path = write_map_scales(folder, scales)
-        say(f"stored {len(scales)} map scales -> {path} (extra.{SCALES_KEY})")
+        written = refresh_folder(folder, getattr(args, "command_line", None))
+        say(f"stored {len(scales)} map scales -> {path} (extra.{SCALES_KEY}); rewrote "
+            + ", ".join(p.name for p in written))
     if args.json:
         print(json.dumps(scales))
     return 0

@@ -104,7 +104,9 @@ def run(args: argparse.Namespace) -> int:
     from detectors.registry import get_entry
     from training import evaluation as E
     from training import metrics as M
+    from training.cli import portable_path
     from training.engine import build_dataset
+    from training.export import refresh_folder
     from training.recipes import RecipeError
 
     source = resolve_source(args.source)
@@ -144,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         info = {"data": _describe(data_cfg), "split": split, "n_real": metrics["n_real"], "n_fake": metrics["n_fake"],
                 "previous_threshold": threshold}
         E.write_threshold(folder, new, info)
+        refresh_folder(folder, getattr(args, "command_line", None))
         say(f"calibrated threshold {new:.4f} (was {threshold:.4f}; rule: {E.CALIBRATION_RULE}) -> {folder / 'config.json'}")
         threshold = new
         detector.config.threshold = new
@@ -166,10 +169,11 @@ def run(args: argparse.Namespace) -> int:
         own_kinds = not ({"folder", "deepfakebench_json"} & set(data_cfg))  # forgeries made here: kinds known
         label = args.label or ("the project's own forgeries, on held-out faces" if own_kinds else _describe(data_cfg))
         record = E.measured_record(metrics, result["scores"], result["labels"], threshold, label,
-                                   getattr(args, "command_line", ""), f"folder {args.data}" if args.data and not
-                                   own_kinds else _describe(data_cfg), by_kind=own_kinds)
+                                   getattr(args, "command_line", ""), f"folder {portable_path(args.data)}"
+                                   if args.data and not own_kinds else _describe(data_cfg), by_kind=own_kinds)
         E.write_measured(folder, args.record, record)
-        say(f"recorded as extra.measured.{args.record} -> {folder / 'config.json'}")
+        written = refresh_folder(folder, getattr(args, "command_line", None))
+        say(f"recorded as extra.measured.{args.record} -> " + ", ".join(map(str, written)))
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -185,9 +189,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _describe(data_cfg: dict[str, Any]) -> str:
+    """The data in words, as cards and configs record it (paths repo- or ``../shared``-relative)."""
+    from training.cli import portable_path
+
     for key in ("folder", "deepfakebench_json", "pool", "builder"):
         if data_cfg.get(key):
-            return f"{key} {data_cfg[key]}"
+            return f"{key} {portable_path(str(data_cfg[key]))}"
     return "recipe data"
 
 

@@ -14,10 +14,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a checkpoint folder, a training --out folder (uses best/), demo, or org/repo@rev")
     p.add_argument("--out", help="destination folder (default: write README.md next to the source's files)")
     p.add_argument("--metrics", action="append", default=[], metavar="DIR_OR_JSON",
-                   help="an `evaluate --out` folder or its metrics.json, shown in the card (repeatable)")
-    p.add_argument("--repo-id", help="the Hub repo the card's usage example names (org/name)")
-    p.add_argument("--license", default="cc-by-nc-sa-4.0",
-                   help="licence of the weights (default cc-by-nc-sa-4.0: trained on FFHQ)")
+                   help="an `evaluate --out` folder or its metrics.json: stored in config.json "
+                        "(extra.evaluation) and shown in the card (repeatable)")
+    p.add_argument("--repo-id", help="the Hub repo the card's usage example names (default: forgery-lens/<name> "
+                                     "with hyphens, e.g. forgery-lens/lav-demo)")
+    p.add_argument("--license", help="licence of the weights (default cc-by-nc-sa-4.0: trained on FFHQ)")
 
 
 def checkpoint_name(folder: Path) -> str:
@@ -40,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     detector = create_detector(name, source)
     folder, _ = hub_folder(source, get_entry(name).family)
     out = Path(args.out) if args.out else folder
-    export(detector, folder, out, load_metrics(args.metrics), repo_id=args.repo_id, license=args.license)
+    export(detector, folder, out, load_metrics(args.metrics), repo_id=args.repo_id, license=args.license,
+           command=getattr(args, "command_line", None))
     from detectors.weight_files import weight_file_names
 
     weights = weight_file_names(out, with_index=True)

@@ -18,7 +18,8 @@ PUSHED_FILES = ["config.json", *WEIGHT_PATTERNS, "README.md"]
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", required=True, help="a checkpoint folder or a training --out folder (uses best/)")
-    p.add_argument("--repo-id", required=True, help="org/name on the Hub")
+    p.add_argument("--repo-id", help="org/name on the Hub (default: the card's, e.g. forgery-lens/lav-demo "
+                                     "for lav_demo; see training.export.default_repo_id)")
     p.add_argument("--detector", help="registry name (default: the checkpoint's config.json 'name')")
     p.add_argument("--metrics", action="append", default=[], metavar="DIR_OR_JSON",
                    help="evaluation results for the model card when the folder has no README.md yet")
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from detectors.weight_files import has_weights, weight_file_names
     from training.commands.evaluate import resolve_source
     from training.commands.export import checkpoint_name
-    from training.export import export, load_metrics
+    from training.export import default_repo_id, export, load_metrics
 
     folder = Path(resolve_source(args.source))
     if not (folder / "config.json").is_file() or not has_weights(folder):
@@ -44,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     name = args.detector or checkpoint_name(folder)
     detector = create_detector(name, str(folder))  # refuse to publish what does not load
+    card_repo = (detector.config.extra or {}).get("card", {}).get("repo_id")
+    args.repo_id = args.repo_id or card_repo or default_repo_id(detector.config.name)
     with tempfile.TemporaryDirectory() as tmp:
         upload = folder
         if not (folder / "README.md").is_file():
