@@ -73,7 +73,8 @@ def test_training_uses_sampled_blocks_and_both_stages_backpropagate(tiny):
     mixed.backward()
     assert torch.isfinite(mixed) and model.mim.blocks[0].attn.qkv.weight.grad is not None
     for stage in method.stages():
-        trainable = set(map(id, method.trainable_parameters(model, stage)))
+        groups = list(method.trainable_parameters(model, stage))
+        trainable = {id(p) for group in groups for p in group["params"]}
         model.zero_grad(set_to_none=True)
         parts = method.loss(model, batch, stage)
         assert torch.isfinite(parts["loss"])
@@ -86,6 +87,10 @@ def test_training_uses_sampled_blocks_and_both_stages_backpropagate(tiny):
         else:
             assert vit_grad and not mim_grad  # the MIM model is frozen in stage 2
             assert not any(id(p) in trainable for p in model.mim.parameters())
+            # the ViTs at the method's lr scale, the head at the recipe's
+            vits = {id(p) for vit in (model.image_vit, model.residual_vit) for p in vit.parameters()}
+            assert {id(p) for p in groups[0]["params"]} == vits and groups[0]["lr_scale"] == method.options.vit_lr_scale
+            assert {id(p) for p in groups[1]["params"]} == {id(p) for p in model.head.parameters()}
 
 
 def test_detector_vits_can_start_from_the_mae_encoder(tmp_path):
@@ -182,7 +187,10 @@ def test_full_config_is_the_papers():
 def test_shipped_demo_loads():
     model = create_detector("rffr_demo")
     assert model.source == "demo" and 0 < model.config.threshold < 1
-    assert model.config.patch_stem == "conv" and float(model.vits_from_mim) == 0  # conv-stem ViTs from scratch
+    # both detector ViTs started from DINOv2 (LayerScale, linear patch stem); the MAE from scratch
+    assert (model.config.patch_stem, model.config.vit_layer_scale, model.config.feature_norm) == ("linear", 1e-5, True)
+    starts = {(r["module"], r["backbone"]) for r in model.config.extra["training"]["init"]}
+    assert starts == {("image_vit", "dinov2_vits14"), ("residual_vit", "dinov2_vits14")}
 
 
 def test_score_skips_the_ring_passes_and_equals_forward(tiny, monkeypatch):
