@@ -43,19 +43,20 @@ Choices where the paper is silent or where we deviate:
   decoder at 224 px (the paper trains it from scratch on real faces), detector ViTs ViT-B/16
   which the paper starts from ImageNet-21k weights (``pretrained_weights``).
   ``demo``: the same structure at 112 px with patch 8 (the same 14 x 14 grid and block
-  layout) and narrow, shallow transformers so 20 MAE passes per face stay fast on CPU.
-* **Offline start of stage 2.** The paper starts both detector ViTs from ImageNet-21k weights,
-  which cannot be fetched here; with the recipe option ``method.init_vits_from_mim`` both ViTs
-  start from the stage-1 MAE encoder (same width/depth in the demo), the image ViT with the
-  ImageNet normalisation folded into its patch embedding (:meth:`init_vits_from_mim`). The
-  buffer ``vits_from_mim`` records that this happened, so a resumed run does not redo it.
+  layout): a small MAE (128-d, depth 4) so 20 MAE passes per face stay fast on CPU, and
+  detector ViTs shaped as DINOv2 ViT-S/14's first six blocks (384-d, LayerScale), which its
+  recipe starts from DINOv2 (``model.init``; :meth:`adapt_init_state` resamples the 14-px patch
+  filter to 8 px), with batch-normed CLS features before the head (``feature_norm``).
+* **Offline starts of stage 2.** The paper starts both detector ViTs from ImageNet-21k weights,
+  which cannot be fetched here. The demo recipe starts them from DINOv2 ViT-S/14 (converted
+  offline, :mod:`detectors.pretrained`). Without a pretrained ViT, the recipe option
+  ``method.init_vits_from_mim`` starts both from the stage-1 MAE encoder (same width/depth),
+  the image ViT with the ImageNet normalisation folded into its patch embedding
+  (:meth:`init_vits_from_mim`); the buffer ``vits_from_mim`` records that this happened, so a
+  resumed run does not redo it.
 * **Convolutional stem (option).** ``patch_stem="conv"`` gives both detector ViTs a
   convolutional stem in place of the patchify layer (:mod:`detectors.conv_stem`; the MAE keeps
-  its patchify, which masking needs); such ViTs cannot start from the MAE encoder.
-* **Demo status.** With the patchify stem the tiny ViT pair never left chance (held-out AUC
-  ~0.56, with or without the MAE start). The shipped demo checkpoint has the conv stem: held-out
-  AUC 0.80 after 1000 + 750 + 600 detector steps and 300 more with block sampling off
-  (``keep_prob=1.0``; autoencoder fakes 0.999, blends 0.68-0.70); see its model card.
+  its patchify, which masking needs), for ViTs trained from scratch.
 * ``aux["residual_energy"]`` (mean squared residual over the 16 blocks) is the stage-1-only
   score used to test the paper's central claim (``experiments/rffr_residual_devgan.py``).
 """
