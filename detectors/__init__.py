@@ -6,12 +6,12 @@ stays cheap.
 from .base import Detector
 from .config import DetectorConfig
 from .errors import (
-                     CheckpointCorrupted,
-                     CheckpointError,
-                     CheckpointMismatch,
-                     CheckpointNotFound,
-                     UnknownDetector,
-                     UnsafeCheckpoint,
+    CheckpointCorrupted,
+    CheckpointError,
+    CheckpointMismatch,
+    CheckpointNotFound,
+    UnknownDetector,
+    UnsafeCheckpoint,
 )
 from .factory import build_detector, create_detector
 from .registry import get_entry, get_family, list_detectors, list_families, register_detector
