@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -157,8 +156,11 @@ def start_from(model, source: str) -> None:
 
 
 def command_line(args: argparse.Namespace) -> str:
-    """The command as a user would type it (for the log and the model card)."""
-    parts = ["python", "-m", "training", "train"]
+    """The command as a user would type it (for the log and the model card), paths made portable
+    as every other recorded command's (:func:`training.cli.command_line`)."""
+    from training.cli import command_line as portable_command
+
+    parts = ["train"]
     for flag in ("detector", "recipe", "data", "out", "init"):
         value = getattr(args, flag)
         if value is not None:
@@ -167,4 +169,4 @@ def command_line(args: argparse.Namespace) -> str:
         parts += ["--set", item]
     if args.cpu:
         parts.append("--cpu")
-    return " ".join(shlex.quote(p) for p in parts)
+    return portable_command(parts)
