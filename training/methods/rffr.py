@@ -46,8 +46,9 @@ class RFFRMethod(TrainingMethod):
             frozen = {id(model.mim.pos_embed), id(model.mim.decoder_pos_embed)}
             return [{"params": [p for p in model.mim.parameters() if id(p) not in frozen]}]
         self._prepare_detector_stage(model)
-        vits = [p for vit in (model.image_vit, model.residual_vit) for p in vit.parameters() if p.requires_grad]
-        ids = {id(p) for p in vits}
+        vit_params = [p for vit in (model.image_vit, model.residual_vit) for p in vit.parameters()]
+        ids = {id(p) for p in vit_params}
+        vits = [p for p in vit_params if p.requires_grad]
         rest = [p for m in model.stage_modules(stage.name) for p in m.parameters() if id(p) not in ids]
         return [{"params": vits, "lr_scale": self.options.vit_lr_scale}, {"params": rest}]
 
