@@ -106,6 +106,30 @@ def test_synthetic_pool_items(monkeypatch):
 
 
 @pytest.mark.needs_data
+def test_paired_training_items_put_each_face_beside_its_forgery(monkeypatch):
+    monkeypatch.delenv("FORGERY_LENS_CACHE", raising=False)
+    data = {"limit": 40, "kinds": {"real": 0.5, "sbi": 0.25, "donor": 0.25}, "paired": True, "augment": False}
+    train = build_dataset(data, CFG, "train", seed=3)
+    val = build_dataset(data, CFG, "val", seed=3)
+    assert train.ordered and len(train) == 2 * len(train.files)
+    assert not val.paired and len(val) == len(val.files)  # validation keeps one item per face
+    labels, fakes = [], Counter()
+    for k in range(len(train) // 2):
+        real, fake = train[2 * k], train[2 * k + 1]
+        assert real["video_id"] == fake["video_id"]  # the same face
+        labels += [int(real["label"]), int(fake["label"])]
+        fakes[int(fake["kind"])] += 1
+    assert labels == [0, 1] * (len(train) // 2)
+    assert set(fakes) == {kinds.KIND_CODES["sbi"], kinds.KIND_CODES["donor"]}
+    first = [train[2 * k]["video_id"] for k in range(len(train) // 2)]
+    train.set_epoch(1)  # a new epoch pairs the faces in a new order
+    second = [train[2 * k]["video_id"] for k in range(len(train) // 2)]
+    assert sorted(first) == sorted(second) and first != second
+    with pytest.raises(ValueError, match="forgery kind"):
+        build_dataset({"limit": 40, "kinds": {"real": 1}, "paired": True}, CFG, "train")
+
+
+@pytest.mark.needs_data
 def test_synthetic_mix_ratio(monkeypatch):
     monkeypatch.delenv("FORGERY_LENS_CACHE", raising=False)
     ds = build_dataset({"limit": 40, "kinds": {"real": 0.5, "region": 0.5}, "regions": ["nose", "mouth"]},

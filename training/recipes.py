@@ -14,6 +14,7 @@ model, and :data:`TRAIN_DEFAULTS` for the loop. Schema (every section optional e
       pool: ../shared/data/ffhq128-real   # or folder: DIR (real/ + fake/), deepfakebench_json: FILE
       kinds: {real: 1, sbi: 1}            # mix of forgery kinds (training/data/kinds.py names)
       cycle_kinds: false
+      paired: false                       # training batches hold each face beside one forgery of it
       augment: true
       forgery_options: {ae: {whole_frame_p: 0.5}}  # per-kind generator options (training/data/forgery.py)
       gan_pool: ../shared/data/gan-train  # GAN faces the ``gan`` kind reads (training data only)

@@ -6,7 +6,8 @@
   from the repo root), ``kinds`` (mix over real|sbi|donor|ae|region), ``cycle_kinds``,
   ``regions``, ``augment``, ``ae_weights``, ``limit``, ``val_fraction``, ``forgery_options``
   (per-kind generator options, e.g. ``{ae: {whole_frame_p: 0.5}}``), ``gan_pool`` (a folder of
-  GAN-made faces the ``gan`` kind reads, e.g. ``../shared/data/gan-train``: training data only);
+  GAN-made faces the ``gan`` kind reads, e.g. ``../shared/data/gan-train``: training data only),
+  ``paired`` (training batches hold each face beside one forgery of it);
 - ``folder: DIR`` with ``real/``, ``fake/`` and optional ``masks/``;
 - ``deepfakebench_json: FILE`` with ``dataset``, ``label_map``, optional ``root``,
   ``compression`` (c23), ``frames_per_video``.
@@ -56,4 +57,4 @@ def build_dataset(data_cfg: dict | None, detector_config: Any, split: str, seed:
         kinds_mix=cfg.get("kinds"), cycle_kinds=bool(cfg.get("cycle_kinds", False)), regions=cfg.get("regions"),
         augment=cfg.get("augment"), ae_weights=str(_path(ae)) if ae else None, limit=cfg.get("limit"),
         val_fraction=val_fraction, forgery_options=cfg.get("forgery_options"),
-        gan_pool=_path(cfg["gan_pool"]) if cfg.get("gan_pool") else None)
+        gan_pool=_path(cfg["gan_pool"]) if cfg.get("gan_pool") else None, paired=bool(cfg.get("paired", False)))

@@ -9,6 +9,11 @@
   ``cycle_kinds`` item ``i`` gets ``kinds[i % K]``: any run of ``K * n`` consecutive items
   (a batch with ``shuffle=False``) holds ``n`` of each kind; the data set shuffles the images
   itself per epoch, so use ``shuffle=False`` then (:attr:`ordered` is True).
+- Pairs: with ``paired`` (training split only) each face of an epoch gives two adjacent items,
+  itself (even index) and one forgery of it (odd index, its kind drawn from the mix without
+  ``real``, or cycled with ``cycle_kinds``), so a batch holds faces beside their own forgeries
+  as SBI's and ProDet's training batches do; ``real``'s share of the mix is then one half.
+  Validation keeps one item per face, so its AUC stays comparable across recipes.
 - Forgery options: ``forgery_options`` passes keyword options to one kind's generator
   (``{ae: {whole_frame_p: 0.5}}``, see :mod:`training.data.forgery`).
 - GAN faces: the ``gan`` kind is not made here but read from ``gan_pool`` (a folder of whole
@@ -63,7 +68,7 @@ class SyntheticForgeries(torch.utils.data.Dataset):
                  regions: list[str] | None = None, augment: Any = None, ae_weights: str | None = None,
                  limit: int | None = None, val_fraction: float = 0.1, donor_k: int = 20,
                  forgery_options: dict[str, dict[str, Any]] | None = None,
-                 gan_pool: str | Path | None = None) -> None:
+                 gan_pool: str | Path | None = None, paired: bool = False) -> None:
         if split not in ("train", "val", "all"):
             raise ValueError(f"split must be train, val or all, not {split!r}")
         self.config = detector_config
@@ -77,9 +82,15 @@ class SyntheticForgeries(torch.utils.data.Dataset):
         total = sum(mix.values())
         self.kind_probs = np.array([mix[k] / total for k in self.kind_names])
         self.cycle_kinds = bool(cycle_kinds)
-        #: True when item order carries meaning (the kind cycle): loaders should not shuffle,
-        #: the data set already shuffles its images per epoch.
-        self.ordered = self.cycle_kinds
+        self.paired = bool(paired) and split == "train"
+        self.fake_kinds = [k for k in self.kind_names if k != "real"]
+        if self.paired and not self.fake_kinds:
+            raise ValueError("paired needs at least one forgery kind in the mix besides real")
+        fake_total = sum(mix[k] for k in self.fake_kinds)
+        self.fake_probs = np.array([mix[k] / fake_total for k in self.fake_kinds]) if self.fake_kinds else None
+        #: True when item order carries meaning (the kind cycle, the pairs): loaders should not
+        #: shuffle, the data set already shuffles its images per epoch.
+        self.ordered = self.cycle_kinds or self.paired
         self.regions = list(regions) if regions else list(DEFAULT_REGIONS)
         self.aug = AugmentConfig.from_cfg(augment)
         self.ae_weights = ae_weights
@@ -135,7 +146,7 @@ class SyntheticForgeries(torch.utils.data.Dataset):
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        return len(self.files)
+        return 2 * len(self.files) if self.paired else len(self.files)
 
     def _rng(self, index: int) -> np.random.Generator:
         if self.split == "train":
@@ -146,9 +157,16 @@ class SyntheticForgeries(torch.utils.data.Dataset):
         if self.split != "train":
             return index
         perm = np.random.default_rng([self.seed, self.epoch, 0x5EED]).permutation(len(self.files))
-        return int(perm[index])
+        return int(perm[index // 2 if self.paired else index])
 
     def kind_of(self, index: int, rng: np.random.Generator | None = None) -> str:
+        if self.paired:
+            if index % 2 == 0:
+                return "real"
+            if self.cycle_kinds:
+                return self.fake_kinds[(index // 2) % len(self.fake_kinds)]
+            rng = rng if rng is not None else self._rng(index)
+            return self.fake_kinds[int(rng.choice(len(self.fake_kinds), p=self.fake_probs))]
         if self.cycle_kinds:
             return self.kind_names[index % len(self.kind_names)]
         rng = rng if rng is not None else self._rng(index)
