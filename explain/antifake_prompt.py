@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
 from detectors.faces import AlignedFace
 
-from .base import Explanation
-from .charts import bar_chart, shades, side_by_side
+from .base import BarChart, Explanation
+from .charts import hex_shades
 from .evidence import gradcam_explanation
 from .render import normalize, resize_map
 from .scales import overlay_panel, scale_for
@@ -20,14 +19,9 @@ from .scales import overlay_panel, scale_for
 NO = 1  # index of the "no" (= fake) logit in the detector's logits
 
 
-def answer_panel(crop: np.ndarray, question: str, answer: str, p_yes: float, p_no: float) -> np.ndarray:
-    """The question, the generated answer and a two-bar P(yes)/P(no) chart above the crop
-    (stacked, so the text stays legible in a narrow card)."""
-    chart = bar_chart(["yes (real)", "no (fake)"], [p_yes, p_no], f"Q: {question}\nA: {answer or '(empty)'}",
-                      "probability of the first answer word", colours=shades((0.25, 0.85)), width=300)
-    side = min(160, chart.shape[1])
-    face = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA if crop.shape[0] > side else cv2.INTER_CUBIC)
-    return side_by_side([chart, face], gap=6, vertical=True)
+def answer_chart(p_yes: float, p_no: float) -> BarChart:
+    """P(yes)/P(no) of the answer's first word (the question and the answer are in the caption)."""
+    return BarChart(["yes (real)", "no (fake)"], [p_yes, p_no], "P(first word)", hex_shades((0.25, 0.85)))
 
 
 @torch.no_grad()
@@ -76,8 +70,9 @@ def explain(detector, aligned: AlignedFace, x: torch.Tensor, out: dict[str, Any]
     if said.startswith(("yes", "no")) and said.startswith("no") != (verdict == "fake"):
         caption += (" The verdict compares that probability with the calibrated threshold, not the generated word, "
                     "so near the threshold the two can disagree.")
-    qa = Explanation("antifake_prompt_answer", "Question and answer", answer_panel(aligned.image, question, answer, p_yes, p_no),
-                     caption, data={"question": question, "answer": answer, "p_yes": p_yes, "p_no": p_no})
+    qa = Explanation("antifake_prompt_answer", "Question and answer", None, caption,
+                     data={"question": question, "answer": answer, "p_yes": p_yes, "p_no": p_no},
+                     chart=answer_chart(p_yes, p_no))
     size = aligned.image.shape[:2]
     cam = gradcam_explanation(detector, aligned, x[:1].detach().clone().requires_grad_(True),
                               title="Grad-CAM toward \"no\" (fake)", out=out, target_class=NO,

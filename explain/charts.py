@@ -125,6 +125,11 @@ def shades(positions: Sequence[float], cmap: str = "viridis") -> list[RGB]:
     return [tuple(int(v) for v in rgb) for rgb in colorize(np.asarray([positions], np.float32), cmap)[0]]
 
 
+def hex_shades(positions: Sequence[float], cmap: str = "viridis") -> list[str]:
+    """:func:`shades` as ``#rrggbb`` strings, for charts the browser draws."""
+    return ["#{:02x}{:02x}{:02x}".format(*rgb) for rgb in shades(positions, cmap)]
+
+
 def _title_block(title: str, width: int) -> list[str]:
     return wrap(title, width - 2 * MARGIN, TITLE_SIZE) if title else []
 
@@ -207,54 +212,6 @@ def map_panel(values: np.ndarray, title: str, label: str, cmap: str = "viridis",
         box = [MARGIN + c * cell, top + r * cell, MARGIN + (c + 1) * cell - 1, top + (r + 1) * cell - 1]
         draw.rectangle([box[0] - 1, box[1] - 1, box[2] + 1, box[3] + 1], outline=INK, width=1)
         draw.rectangle(box, outline=PAPER, width=2)
-    return np.asarray(canvas)
-
-
-def bar_chart(labels: Sequence[str], values: Sequence[float], title: str = "", xlabel: str = "",
-              colours: Sequence[RGB] | None = None, cmap: str = "viridis", reference: float | None = None,
-              width: int = 380, row: int = 28) -> np.ndarray:
-    """Horizontal bars on a 0..1 axis with their values written at the bar ends.
-
-    ``labels`` may hold newlines; bars take ``colours`` or, by default, their own value on
-    ``cmap``; ``reference`` draws a dashed vertical line (e.g. 0.5).
-    """
-    values = [float(np.clip(v, 0, 1)) for v in values]
-    if colours is None:
-        colours = shades(values, cmap)
-    label_lines = [s.split("\n") for s in labels]
-    row = max(row, max((len(lines) for lines in label_lines), default=1) * line_height(TEXT_SIZE) + 10)
-    label_w = max((text_width(lines, TEXT_SIZE) for lines in label_lines), default=0)
-    value_w = text_width(["0.00"], TEXT_SIZE) + 6
-    x0 = MARGIN + label_w + 8
-    x1 = width - MARGIN - value_w
-    title_lines = _title_block(title, width)
-    top = MARGIN + len(title_lines) * line_height(TITLE_SIZE) + (6 if title_lines else 0)
-    plot_h = row * len(values)
-    axis_h = 4 + line_height(TEXT_SIZE) + (line_height(TEXT_SIZE) if xlabel else 0)
-    canvas = Image.new("RGB", (width, top + plot_h + axis_h + MARGIN), PAPER)
-    draw = ImageDraw.Draw(canvas)
-    draw_lines(draw, width / 2, MARGIN, title_lines, TITLE_SIZE, align="center")
-    f = font(TEXT_SIZE)
-    span = x1 - x0
-    if reference is not None:
-        xr = x0 + span * reference
-        dashed_line(draw, (xr, top), (xr, top + plot_h), fill=MUTED)
-    for i, (lines, value, colour) in enumerate(zip(label_lines, values, colours)):
-        y_mid = top + (i + 0.5) * row
-        bar_top, bar_bottom = y_mid - row * 0.35, y_mid + row * 0.35
-        if value > 0:
-            draw.rectangle([x0, bar_top, x0 + span * value, bar_bottom], fill=tuple(colour), outline=INK)
-        draw.text((x0 + span * value + 4, y_mid), f"{value:.2f}", font=f, fill=INK, anchor="lm")
-        block = len(lines) * line_height(TEXT_SIZE)
-        draw_lines(draw, x0 - 6, y_mid - block / 2, lines, TEXT_SIZE, align="right")
-    y_axis = top + plot_h
-    draw.line([(x0, top), (x0, y_axis), (x1, y_axis)], fill=INK)
-    for t in (0.0, 0.25, 0.5, 0.75, 1.0):
-        xt = x0 + span * t
-        draw.line([(xt, y_axis), (xt, y_axis + 3)], fill=INK)
-        draw.text((xt, y_axis + 4), f"{t:g}", font=f, fill=INK, anchor="ma")
-    if xlabel:
-        draw.text(((x0 + x1) / 2, y_axis + 4 + line_height(TEXT_SIZE)), xlabel, font=f, fill=INK, anchor="ma")
     return np.asarray(canvas)
 
 

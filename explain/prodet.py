@@ -7,16 +7,17 @@ import torch
 
 from detectors.faces import AlignedFace
 
-from .base import Explanation
-from .charts import bar_chart, message_card, path_plot, shades
+from .base import BarChart, Explanation
+from .charts import hex_shades, message_card, path_plot, shades
 from .evidence import gradcam_explanation, verdict_words
 from .render import resize_map
 from .scales import overlay_panel, scale_for
 
-ATTRIBUTE_LABELS = ("Blending", "Identity\ninconsistency", "Generative\nartifacts")
 ATTRIBUTE_WORDS = ("blending traces", "identity inconsistency", "generative artifacts")
 #: The heads' names without a claim, for a face the detector calls real.
 ATTRIBUTE_NAMES = ("blending", "identity inconsistency", "generative artifacts")
+#: The chart's bar labels, short enough for a narrow card.
+ATTRIBUTE_SHORT = ("blending", "identity", "generative")
 ANCHOR_LABELS = ("real", "self-blend (SBI)", "donor blend (CBI)", "deepfake")
 ANCHOR_MARKERS = ("circle", "square", "diamond", "triangle")
 #: Anchor colours: cividis samples (dark blue -> grey -> yellow), readable with any colour vision.
@@ -45,12 +46,12 @@ def path_place(detector, point: np.ndarray) -> str | None:
 
 def attribute_chart(probs: np.ndarray, verdict: tuple[bool, str] | None = None,
                     place: str | None = None) -> Explanation:
-    """The three attribute heads' probabilities as a horizontal bar chart; the sentence names a
+    """The three attribute heads' probabilities as a bar chart; the sentence names a
     kind of trace only when the detector calls the face manipulated (``verdict``: see
     :func:`explain.evidence.verdict_words`; ``place``: :func:`path_place`)."""
     probs = np.clip(np.asarray(probs, dtype=np.float64), 0, 1)
-    picture = bar_chart(ATTRIBUTE_LABELS, probs, "Attribute heads: which kind of forgery, if any?", "probability",
-                        colours=shades((0.1, 0.5, 0.9), "cividis"), reference=0.5)
+    chart = BarChart(list(ATTRIBUTE_SHORT), [float(p) for p in probs], "probability",
+                     hex_shades((0.1, 0.5, 0.9), "cividis"))
     strong = [w for w, p in zip(ATTRIBUTE_WORDS, probs) if p >= 0.5]
     if verdict is not None and not verdict[0]:
         heads = ", ".join(f"{n} {p:.0%}" for n, p in zip(ATTRIBUTE_NAMES, probs))
@@ -63,9 +64,9 @@ def attribute_chart(probs: np.ndarray, verdict: tuple[bool, str] | None = None,
         opening = f"The detector {verdict[1]}. " if verdict is not None else ""
         caption = (opening + heads + (". It sees mostly " + " and ".join(strong) + "." if strong
                                       else ". None of the three is above 50%."))
-    return Explanation("attributes", "Forgery attributes", picture, caption,
+    return Explanation("attributes", "Forgery attributes", None, caption,
                        data={"blending": float(probs[0]), "identity_inconsistency": float(probs[1]),
-                             "generative_artifacts": float(probs[2])})
+                             "generative_artifacts": float(probs[2])}, chart=chart)
 
 
 def attention_explanation(detector, aligned: AlignedFace, attention: np.ndarray) -> Explanation:

@@ -8,8 +8,8 @@ import numpy as np
 from detectors.faces import AlignedFace, region_mask
 from detectors.vlffd import PART_NAMES
 
-from .base import Explanation
-from .charts import bar_chart
+from .base import BarChart, Explanation
+from .charts import hex_shades
 from .evidence import gradcam_explanation
 from .render import DEFAULT_CMAP
 from .scales import MapScale, fixed, overlay_panel, scale_for
@@ -40,10 +40,10 @@ def region_map(landmarks: np.ndarray, scores: dict[str, float], size: tuple[int,
     return np.clip(heat, 0.0, 1.0)
 
 
-def _bar_chart(scores: dict[str, float]) -> np.ndarray:
+def _bar_chart(scores: dict[str, float]) -> BarChart:
     labels = [PART_NAMES.get(n, n.replace("_", " ")) for n in scores]
-    return bar_chart(labels, list(scores.values()), "Which parts do the likely sentences name?",
-                     "share of sentence probability (sentence head)", cmap=DEFAULT_CMAP)
+    values = [float(v) for v in scores.values()]
+    return BarChart(labels, values, "share", hex_shades(np.clip(values, 0, 1), DEFAULT_CMAP))
 
 
 def _listed(names: list[str]) -> str:
@@ -111,11 +111,11 @@ def explain(detector, aligned: AlignedFace, x, out: dict[str, Any]) -> list[Expl
     sentence_map = Explanation("vlffd_regions", "Parts named by the sentence head",
                                overlay_panel(aligned.image, heat, scale, cmap=DEFAULT_CMAP), caption, heatmap=heat,
                                data=data)
-    bars = Explanation("vlffd_region_bars", "Region scores", _bar_chart(scores),
+    bars = Explanation("vlffd_region_bars", "Region scores", None,
                        "For each facial part: how much of the sentence head's probability goes to sentences that say "
                        "this part was forged (0 = none, 1 = all). These scores come from the sentence head, not from "
                        "the verdict's classification head" + ("." if fake else
                                                               "; this face is called real, so they say where a forgery "
                                                               "would most likely be, not that one was found."),
-                       data={"region_scores": scores})
+                       data={"region_scores": scores}, chart=_bar_chart(scores))
     return [sentence_map, bars, gradcam_explanation(detector, aligned, x, out=out)]

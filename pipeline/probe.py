@@ -47,5 +47,5 @@ def patch_probe(result: DetectorResult, limit: int | None = None) -> PatchProbe 
     for i, e in enumerate(shown):
         emb = e.data.get("patch_embeddings")
         if emb is not None and np.ndim(emb) == 3:
-            return PatchProbe(np.asarray(emb, np.float32), i, crop, [x.image.shape[:2] == crop for x in shown])
+            return PatchProbe(np.asarray(emb, np.float32), i, crop, [x.image is not None and x.image.shape[:2] == crop for x in shown])
     return None

@@ -11,7 +11,7 @@ from typing import Any
 from detectors import Verdict
 from detectors.faces import AlignedFace
 from detectors.measured import Measured
-from explain.base import Explanation, jsonable
+from explain.base import Explanation, explanation_json, jsonable
 
 __all__ = ["DetectorResult", "jsonable", "measured_json"]
 
@@ -48,11 +48,8 @@ class DetectorResult:
             "source": self.source or None, "requested_source": self.requested_source,
             "message": self.message, "seconds": round(self.seconds, 3),
         }
-        item["explanations"] = [
-            {"kind": e.kind, "title": e.title, "caption": e.caption, "data": jsonable(e.data),
-             "image": (image_index or {}).get(i)}
-            for i, e in enumerate(self.explanations)
-        ]
+        item["explanations"] = [explanation_json(e, (image_index or {}).get(i))
+                                for i, e in enumerate(self.explanations)]
         item["measured"] = measured_json(self.measured) if self.measured is not None else None
         return item
 

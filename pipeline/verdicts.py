@@ -104,14 +104,16 @@ def combine(results: Iterable[DetectorResult | dict]) -> Combined:
 
 def report(results: list[DetectorResult], prepared: PreparedImage | None = None,
            face_index: int = 0) -> tuple[dict, list[tuple[np.ndarray, str]]]:
-    """The API's JSON and the gallery of explanation images it refers to by index."""
+    """The API's JSON and the gallery of explanation images it refers to by index (a chart has
+    no image: its numbers are in the JSON)."""
     gallery: list[tuple[np.ndarray, str]] = []
     items = []
     for r in results:
         index = {}
         for i, e in enumerate(r.explanations):
-            index[i] = len(gallery)
-            gallery.append((e.image, f"{r.title} · {e.title}"))
+            if e.image is not None:
+                index[i] = len(gallery)
+                gallery.append((e.image, f"{r.title} · {e.title}"))
         items.append(r.to_json(index))
     face = None
     if prepared is not None:

@@ -53,11 +53,11 @@ from detectors.faces.video import (
 )
 from detectors.faces.video_tracks import Track, track_faces
 from detectors.measured import Measured, measured_of
-from explain.base import Explanation
+from explain.base import Explanation, explanation_json
 from explain.evidence import explain as explain_face
 
 from .loading import LoadedDetector, short_reason
-from .results import jsonable, measured_json
+from .results import measured_json
 from .running import Choice
 from .verdicts import Combined, combine
 
@@ -171,8 +171,7 @@ class VideoDetectorResult:
         score = self.score
         key = self.key_frame
         explanations = [
-            {"frame": f, "time": self.times[f], "kind": e.kind, "title": e.title, "caption": e.caption,
-             "data": jsonable(e.data), "image": (image_index or {}).get((f, i))}
+            {"frame": f, "time": self.times[f], **explanation_json(e, (image_index or {}).get((f, i)))}
             for f in sorted(self.evidence) for i, e in enumerate(self.evidence[f])]
         return {
             "name": self.name, "family": self.family, "title": self.title, "status": self.status,
@@ -311,6 +310,8 @@ class VideoReport:
             index[r.family] = {}
             for f in sorted(r.evidence):
                 for i, e in enumerate(r.evidence[f]):
+                    if e.image is None:
+                        continue  # a chart: its numbers are in the JSON
                     index[r.family][(f, i)] = len(items)
                     items.append((e.image, f"{r.title} \u00b7 {self.times[f]:.2f} s \u00b7 {e.title}"))
         return items, index

@@ -269,7 +269,9 @@ def test_explanations_render(tiny, astronaut):
     qa = exps[0]
     assert qa.data["question"] == "Is this photo real [*]?"
     assert abs(qa.data["p_yes"] + qa.data["p_no"] - 1) < 1e-5 and isinstance(qa.data["answer"], str)
-    assert qa.image.ndim == 3 and qa.image.dtype == np.uint8
+    # the answer is a chart the browser draws: P(yes) and P(no) as two bars
+    assert qa.image is None and qa.chart.values == [qa.data["p_yes"], qa.data["p_no"]]
+    assert qa.chart.labels == ["yes (real)", "no (fake)"] and "Is this photo real [*]?" in qa.caption
     for e in exps[1:]:
         # the map over the face, enlarged, beside a colour bar that says what its range is
         assert e.heatmap.shape == crop.shape[:2] and e.image.ndim == 3 and e.image.shape[1] > e.image.shape[0]

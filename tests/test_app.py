@@ -96,7 +96,10 @@ def test_real_family_result(analyzed, family):
     assert entry["status"] == "ok", entry["message"]
     assert entry["source"] == "demo" and 0.0 <= entry["prob_fake"] <= 1.0
     assert entry["label"] in ("fake", "real") and entry["explanations"]
-    assert all(e["image"] is not None and e["caption"] for e in entry["explanations"])
+    for e in entry["explanations"]:  # each has a picture in the gallery or bars in the JSON, never neither
+        assert e["caption"] and (e["image"] is None) == (e["chart"] is not None), e["kind"]
+        if e["chart"] is not None:
+            assert len(e["chart"]["labels"]) == len(e["chart"]["values"]) == len(e["chart"]["colours"]) >= 2
 
 
 def test_upload_is_deleted_after_the_request(analyzed, photo, gradio_cache):
@@ -201,4 +204,4 @@ def test_every_installed_family_runs_in_the_app_with_random_weights(client, phot
         assert entry["status"] == "ok", f"{family}: {entry['message']}"
         assert entry["source"] == "random" and entry["explanations"]
         for e in entry["explanations"]:
-            assert e["caption"] and gallery[e["image"]]["caption"].endswith(e["title"])
+            assert e["caption"] and (e["chart"] is not None or gallery[e["image"]]["caption"].endswith(e["title"]))

@@ -85,9 +85,14 @@ def test_upload_shows_every_card_with_verdicts_and_pictures(page):
             "f => { const imgs = [...document.querySelectorAll('#card-' + f + ' img')];"
             " return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0); }",
             arg=family, timeout=TIMEOUT_MS)
-        n_images = page.locator(f"#card-{family} img").count()
-        for i in range(n_images):
-            assert page.inner_text(f"#text-{family}-{i}").strip(), f"{family}: picture {i} has no sentence"
+        # Charts of a few numbers are drawn by the browser: each shown plot has its bars on a canvas.
+        plots = page.locator(f"#card-{family} [id^=plot-{family}-]:visible")
+        for plot in plots.all():
+            plot.scroll_into_view_if_needed()
+            plot.locator("canvas, svg").first.wait_for(timeout=TIMEOUT_MS)
+        n_slots = page.locator(f"#card-{family} img").count() + plots.count()
+        for i in range(n_slots):
+            assert page.inner_text(f"#text-{family}-{i}").strip(), f"{family}: evidence {i} has no sentence"
     n = len(available)
     page.wait_for_function(
         "n => new RegExp('of ' + n + ' (detectors|say)').test(document.querySelector('#combined')?.innerText || '')",
@@ -104,6 +109,8 @@ def test_upload_shows_every_card_with_verdicts_and_pictures(page):
         "one detector per row: every card starts at the same x and is as wide as the others (no orphan card)"
     assert len({round(b["y"]) for b in boxes}) == len(boxes)
     page.screenshot(path=str(ARTIFACTS / "app-analyze.png"), full_page=True)
+    for family in available:
+        page.locator(f"#card-{family}").screenshot(path=str(ARTIFACTS / f"card-{family}.png"))
 
 
 def test_non_image_upload_shows_the_error_text(page, tmp_path):

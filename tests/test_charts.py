@@ -56,18 +56,9 @@ def test_large_maps_are_resized_smoothly_not_cell_by_cell():
     assert len({tuple(p) for p in row}) > 50  # a gradient, not a few blocks
 
 
-@pytest.mark.parametrize("values", [(0.2, 0.8), (0.5, 0.25)])
-def test_bar_lengths_follow_the_values(values):
-    colours = [(200, 0, 200), (0, 200, 200)]
-    picture = charts.bar_chart(["a", "b"], values, "t", "x", colours=colours)
-    lengths = [np.all(picture == c, axis=-1).any(axis=0).sum() for c in colours]
-    assert lengths[1] / lengths[0] == pytest.approx(values[1] / values[0], rel=0.05)
-
-
-def test_bar_chart_clips_values_and_colours_by_value_by_default():
-    picture = charts.bar_chart(["low", "high"], [-0.5, 1.7])
-    assert count(picture, charts.shades([1.0])[0]) > 0
-    assert picture.shape[1] == 380
+def test_hex_shades_are_the_same_colours_as_css_strings():
+    for rgb, css in zip(charts.shades((0.0, 0.5, 1.0), "cividis"), charts.hex_shades((0.0, 0.5, 1.0), "cividis")):
+        assert css == "#" + bytes(rgb).hex() and len(css) == 7
 
 
 def test_path_plot_puts_the_star_where_the_point_is():

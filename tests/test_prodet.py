@@ -187,8 +187,12 @@ def test_explanations(model):
     probs = out["aux"]["attributes"][0]
     assert by_kind["attributes"].data["blending"] == pytest.approx(float(probs[0]))
     assert by_kind["path"].data["fitted"] and by_kind["path"].data["nearest"] in by_kind["path"].caption
+    bars = by_kind["attributes"].chart  # drawn by the browser: three bars, one per attribute head
+    assert by_kind["attributes"].image is None and bars.values == pytest.approx(probs.tolist())
+    assert bars.labels == ["blending", "identity", "generative"]
     for e in explanations:
-        assert e.image.dtype == np.uint8 and e.image.ndim == 3 and e.caption
+        if e.kind != "attributes":
+            assert e.image.dtype == np.uint8 and e.image.ndim == 3 and e.caption
 
 
 # ---- the shipped demo checkpoint --------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""One detector card: its checkbox, checkpoint box, verdict, pictures, and the callbacks that fill them.
+"""One detector card: its checkbox, checkpoint box, verdict, pictures and charts, and the callbacks
+that fill them.
+
+Each evidence slot holds a picture (server-drawn maps and overlays) and a bar plot the browser draws
+(a handful of numbers: answer probabilities, attribute heads, region scores); one of the two shows.
 
 Each card is its own event (``detect_<family>``), so cards stream in as their detector finishes;
 a click on a crop-sized picture redraws LAV's patch-similarity grid (``patch_<family>_<i>``).
@@ -9,16 +13,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
+import pandas as pd
 
 import pipeline
 from detectors.measured import measured_of
 from explain import summary
+from explain.base import BarChart, Explanation
 
 from .files import Pictures
 from .texts import verdict_markdown
 from .values import STATE_TTL, face_index
 
-MAX_SLOTS = 5  # explanation pictures per card
+MAX_SLOTS = 5  # explanations per card
+SLOT_HEIGHT = 260  # px, pictures and plots alike
 
 
 @dataclass
@@ -30,6 +37,7 @@ class Card:
     source: Any
     verdict: Any
     images: list = field(default_factory=list)
+    plots: list = field(default_factory=list)
     texts: list = field(default_factory=list)
     state: Any = None
     probe: Any = None
@@ -38,7 +46,7 @@ class Card:
 
     @property
     def outputs(self) -> list:
-        return [self.verdict, *self.images, *self.texts, self.state, self.probe]
+        return [self.verdict, *self.images, *self.plots, *self.texts, self.state, self.probe]
 
 
 def build_card(slot: pipeline.DetectorSlot, analyzer: pipeline.Analyzer, picture: Pictures) -> Card:
@@ -61,16 +69,20 @@ def build_card(slot: pipeline.DetectorSlot, analyzer: pipeline.Analyzer, picture
                         if available else "")
             first = f"Waiting for a photo.\n\n{accuracy}{note}" if available else f"### Not available{note}"
             verdict = gr.Markdown(first, elem_id=f"verdict-{slot.family}")
-        images, texts = [], []
+        images, plots, texts = [], [], []
         with gr.Column(scale=3), gr.Row(equal_height=False):
             for i in range(MAX_SLOTS):
                 with gr.Column(min_width=170, elem_classes=["slot"]):
-                    images.append(gr.Image(visible=False, interactive=False, format="png", height=260,
+                    images.append(gr.Image(visible=False, interactive=False, format="png", height=SLOT_HEIGHT,
                                            show_label=False, elem_id=f"img-{slot.family}-{i}"))
+                    # horizontal bars (value on x, label on y): long labels stay legible in a narrow slot
+                    plots.append(gr.BarPlot(visible=False, x="value", y="label", color="label", x_lim=[0, 1],
+                                            colors_in_legend=[], tooltip="all", height=SLOT_HEIGHT,
+                                            show_label=False, elem_id=f"plot-{slot.family}-{i}"))
                     texts.append(gr.Markdown(visible=False, elem_id=f"text-{slot.family}-{i}"))
         state = gr.State(None, time_to_live=STATE_TTL)
         probe = gr.State(None, time_to_live=STATE_TTL)
-    card = Card(slot.family, run, source, verdict, images, texts, state, probe)
+    card = Card(slot.family, run, source, verdict, images, plots, texts, state, probe)
     for i, image in enumerate(images):
         image.select(_probe_fn(card, i, picture), [probe], [*images, *texts], api_name=f"patch_{slot.family}_{i}",
                      api_visibility="undocumented", queue=False)
@@ -80,7 +92,7 @@ def build_card(slot: pipeline.DetectorSlot, analyzer: pipeline.Analyzer, picture
 def card_fn(analyzer: pipeline.Analyzer, slot: pipeline.DetectorSlot, picture: Pictures):
     def run_card(state, number, run, source):
         if state is None:
-            hidden = [gr.update(visible=False)] * (2 * MAX_SLOTS)
+            hidden = [gr.update(visible=False)] * (3 * MAX_SLOTS)
             return ["No face to analyse.", *hidden, None, None]
         result = analyzer.run_one(slot.family, state, face_index(number), pipeline.Choice(bool(run), source or ""))
         return card_values(result, picture)
@@ -89,9 +101,25 @@ def card_fn(analyzer: pipeline.Analyzer, slot: pipeline.DetectorSlot, picture: P
     return run_card
 
 
+def bar_plot_update(chart: BarChart) -> dict:
+    """A slot's bar plot showing ``chart`` (the browser draws it)."""
+    table = pd.DataFrame({"label": chart.labels, "value": chart.values})
+    return gr.update(value=table, x_title=chart.value_title, y_title=" ",
+                     x_lim=list(chart.value_range), color_map=dict(zip(chart.labels, chart.colours)), visible=True)
+
+
+def _slot(e: Explanation, picture: Pictures) -> tuple[dict, dict]:
+    """(picture, plot) updates of one evidence slot: the chart's plot, or else the picture."""
+    if e.chart is not None:
+        return gr.update(value=None, visible=False), bar_plot_update(e.chart)
+    return gr.update(value=picture(e.image, min_side=256), label=e.title, visible=True), gr.update(visible=False)
+
+
 def card_values(result: pipeline.DetectorResult, picture: Pictures) -> list:
     shown = result.explanations[:MAX_SLOTS]
-    images = [gr.update(value=picture(e.image, min_side=256), label=e.title, visible=True) for e in shown]
+    slots = [_slot(e, picture) for e in shown]
+    images = [image for image, _ in slots]
+    plots = [plot for _, plot in slots]
     texts = [gr.update(value=summary.explanation_markdown(e), visible=True) for e in shown]
     hidden = [gr.update(value=None, visible=False)] * (MAX_SLOTS - len(shown))
     verdict = verdict_markdown(result)
@@ -101,7 +129,7 @@ def card_values(result: pipeline.DetectorResult, picture: Pictures) -> list:
     if probe is not None:
         texts[probe.target] = gr.update(value=texts[probe.target]["value"] + "\n\n*Click a patch on the face pictures "
                                         "to compare every patch with it.*", visible=True)
-    return [verdict, *images, *hidden, *texts, *hidden, result.to_json(), probe]
+    return [verdict, *images, *hidden, *plots, *hidden, *texts, *hidden, result.to_json(), probe]
 
 
 def _probe_fn(card: Card, slot_index: int, picture: Pictures):

@@ -226,7 +226,7 @@ def _evidence(r: VideoDetectorResult, frame: int | None, picture: Pictures) -> l
     when = r.times[frame]
     p = r.probs[frame]
     return [(picture(e.image, min_side=256), f"{e.title} \u00b7 {when:.2f} s \u00b7 P(fake) {p:.2f}")
-            for e in r.evidence[frame]]
+            for e in r.evidence[frame] if e.image is not None]
 
 
 def _verdict_markdown(r: VideoDetectorResult, report: VideoReport) -> str:
