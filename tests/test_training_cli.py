@@ -234,6 +234,44 @@ def test_evaluate_draws_scores_each_forgery_draw_and_refuses_fixed_folders(train
     assert "--draws must be at least 1" in capsys.readouterr().err
 
 
+@pytest.mark.needs_data
+def test_evaluate_jpeg_scores_compressed_faces_and_refuses_stored_files(trained, tmp_path, capsys):
+    from detectors import create_detector
+    from training import metrics as M
+    from training.commands.evaluate import uploads_jpeg
+    from training.engine import build_dataset, predict_dataset
+
+    pool = {"limit": 80, "kinds": {"real": 1, "sbi": 1}, "augment": False}
+    recipe = tmp_path / "pool.yaml"  # the real pool's faces and forgeries, not the stand-in's textures
+    recipe.write_text(yaml.safe_dump({**RECIPE, "data": pool}))
+    checkpoint = str(trained["full"] / "best")
+    base = ["evaluate", "--detector", "tiny_test", "--source", checkpoint, "--recipe", str(recipe),
+            "--localization", "0", "--json"]
+    capsys.readouterr()
+    assert main(base) == 0
+    plain = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert main(base + ["--jpeg", "1"]) == 0
+    compressed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    model = create_detector("tiny_test", checkpoint)
+    seed = RECIPE["train"]["seed"]
+    made = build_dataset({**pool, "augment": uploads_jpeg(1.0)}, model.config, "val", seed=seed)
+    as_made = build_dataset(pool, model.config, "val", seed=seed)
+    # the same faces and forgeries, each compressed: the pixels change, the labels do not
+    for i in range(3):
+        assert torch.equal(made[i]["label"], as_made[i]["label"])
+        assert not torch.equal(made[i]["image"], as_made[i]["image"])
+    scored, scored_as_made = predict_dataset(model, made, 8), predict_dataset(model, as_made, 8)
+    assert compressed["auc"] == pytest.approx(M.auc(scored["scores"], scored["labels"]))
+    assert plain["auc"] == pytest.approx(M.auc(scored_as_made["scores"], scored_as_made["labels"]))
+    assert not torch.allclose(torch.as_tensor(scored["scores"]), torch.as_tensor(scored_as_made["scores"]))
+    folder = tmp_path / "faces"
+    for label in ("real", "fake"):
+        (folder / label).mkdir(parents=True)
+    assert main(base + ["--data", str(folder), "--jpeg", "0.5"]) == 2
+    assert "forgeries made per the recipe" in capsys.readouterr().err
+    assert main(base + ["--jpeg", "1.5"]) == 2
+
+
 def test_evaluate_record_stores_measured_figures_by_kind_that_the_app_reads(trained, tmp_path, capsys):
     import numpy as np
     from PIL import Image

@@ -23,6 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="override a recipe value; data.* values also apply to --data (e.g. data.dataset=NAME)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--jpeg", type=float, default=0.0, metavar="P",
+                   help="with forgeries made per the recipe: JPEG-compress each face, real or fake, with probability "
+                        "P at the training range of qualities (60-95), as uploaded photos arrive (default 0: as made)")
     p.add_argument("--calibrate", action="store_true",
                    help="choose the decision threshold on this data (maximum balanced accuracy) and store it in "
                         "the checkpoint's config.json; use a validation split, not the test set")
@@ -66,6 +69,11 @@ def data_config(args: argparse.Namespace) -> tuple[dict[str, Any], str, int]:
     recipe = load_recipe(args.recipe or "demo", args.detector, args.set)
     cfg = stage_data(recipe, "main", "mixed", validation=(split or "val") == "val")
     return {**cfg, "augment": False}, split or "val", int(recipe["train"]["seed"])
+
+
+def uploads_jpeg(probability: float) -> dict[str, Any]:
+    """The ``augment`` section that only JPEG-compresses (training's quality range), nothing else."""
+    return {"flip": 0.0, "color": 0.0, "blur": 0.0, "resize": 0.0, "jpeg": float(probability)}
 
 
 def _data_overrides(items: list[str]) -> dict[str, Any]:
@@ -123,6 +131,12 @@ def run(args: argparse.Namespace) -> int:
     if args.draws < 1:
         print("error: --draws must be at least 1", file=sys.stderr)
         return 2
+    if args.jpeg:
+        if not 0 < args.jpeg <= 1 or "folder" in data_cfg or "deepfakebench_json" in data_cfg:
+            print("error: --jpeg takes a probability in (0, 1] and forgeries made per the recipe (stored files keep "
+                  "their own compression)", file=sys.stderr)
+            return 2
+        data_cfg["augment"] = uploads_jpeg(args.jpeg)
     if args.draws > 1 and ("folder" in data_cfg or "deepfakebench_json" in data_cfg):
         print("error: --draws needs forgeries made per the recipe (real/fake folders and JSON lists hold one draw)",
               file=sys.stderr)
@@ -144,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
             say(f"cannot calibrate {source}: not a local checkpoint folder (download it first)")
             return 2
         info = {"data": _describe(data_cfg), "split": split, "n_real": metrics["n_real"], "n_fake": metrics["n_fake"],
-                "previous_threshold": threshold}
+                "previous_threshold": threshold, **({"jpeg_probability": args.jpeg} if args.jpeg else {})}
         E.write_threshold(folder, new, info)
         refresh_folder(folder, getattr(args, "command_line", None))
         say(f"calibrated threshold {new:.4f} (was {threshold:.4f}; rule: {E.CALIBRATION_RULE}) -> {folder / 'config.json'}")
