@@ -41,8 +41,10 @@ def region_map(landmarks: np.ndarray, scores: dict[str, float], size: tuple[int,
 
 
 def _bar_chart(scores: dict[str, float]) -> BarChart:
-    labels = [PART_NAMES.get(n, n.replace("_", " ")) for n in scores]
-    values = [float(v) for v in scores.values()]
+    """The parts, highest score first."""
+    ranked = sorted(scores.items(), key=lambda kv: -float(kv[1]))
+    labels = [PART_NAMES.get(n, n.replace("_", " ")) for n, _ in ranked]
+    values = [float(v) for _, v in ranked]
     return BarChart(labels, values, "share", hex_shades(np.clip(values, 0, 1), DEFAULT_CMAP))
 
 

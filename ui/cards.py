@@ -75,10 +75,9 @@ def build_card(slot: pipeline.DetectorSlot, analyzer: pipeline.Analyzer, picture
                 with gr.Column(min_width=170, elem_classes=["slot"]):
                     images.append(gr.Image(visible=False, interactive=False, format="png", height=SLOT_HEIGHT,
                                            show_label=False, elem_id=f"img-{slot.family}-{i}"))
-                    # horizontal bars (value on x, label on y): long labels stay legible in a narrow slot
-                    plots.append(gr.BarPlot(visible=False, x="value", y="label", color="label", x_lim=[0, 1],
-                                            colors_in_legend=[], tooltip="all", height=SLOT_HEIGHT,
-                                            show_label=False, elem_id=f"plot-{slot.family}-{i}"))
+                    plots.append(gr.BarPlot(visible=False, x="label", y="value", color="label", y_lim=[0, 1],
+                                            colors_in_legend=[], x_label_angle=-45, tooltip="all",
+                                            height=SLOT_HEIGHT, show_label=False, elem_id=f"plot-{slot.family}-{i}"))
                     texts.append(gr.Markdown(visible=False, elem_id=f"text-{slot.family}-{i}"))
         state = gr.State(None, time_to_live=STATE_TTL)
         probe = gr.State(None, time_to_live=STATE_TTL)
@@ -102,10 +101,11 @@ def card_fn(analyzer: pipeline.Analyzer, slot: pipeline.DetectorSlot, picture: P
 
 
 def bar_plot_update(chart: BarChart) -> dict:
-    """A slot's bar plot showing ``chart`` (the browser draws it)."""
+    """A slot's bar plot showing ``chart``, its bars in the chart's order (the browser draws it)."""
     table = pd.DataFrame({"label": chart.labels, "value": chart.values})
-    return gr.update(value=table, x_title=chart.value_title, y_title=" ",
-                     x_lim=list(chart.value_range), color_map=dict(zip(chart.labels, chart.colours)), visible=True)
+    return gr.update(value=table, x_title=" ", y_title=chart.value_title, y_lim=list(chart.value_range),
+                     sort=list(chart.labels), x_label_angle=-45 if len(chart.labels) <= 4 else -90,
+                     color_map=dict(zip(chart.labels, chart.colours)), visible=True)
 
 
 def _slot(e: Explanation, picture: Pictures) -> tuple[dict, dict]:
