@@ -35,6 +35,14 @@ def write_recipe(folder: Path, **changes) -> Path:
     return path
 
 
+def stored_faces_folder(tmp: Path) -> Path:
+    """An (empty) real/ + fake/ folder: data stored as files, not forgeries made per a recipe."""
+    folder = tmp / "faces"
+    for label in ("real", "fake"):
+        (folder / label).mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def tensors(folder: Path) -> dict[str, torch.Tensor]:
     found = dict(load_file(str(folder / "model.safetensors")))
     found.update({f"state/{k}": v for k, v in load_file(str(folder / "training_state" / "state.safetensors")).items()})
@@ -225,9 +233,7 @@ def test_evaluate_draws_scores_each_forgery_draw_and_refuses_fixed_folders(train
     assert main(base + ["--draws", "3"]) == 0
     assert "over 3 forgery draws" in capsys.readouterr().out
 
-    folder = tmp_path / "faces"
-    for label in ("real", "fake"):
-        (folder / label).mkdir(parents=True)
+    folder = stored_faces_folder(tmp_path)
     assert main(base + ["--data", str(folder), "--draws", "2"]) == 2
     assert "--draws needs forgeries made per the recipe" in capsys.readouterr().err
     assert main(base + ["--draws", "0"]) == 2
@@ -264,10 +270,7 @@ def test_evaluate_jpeg_scores_compressed_faces_and_refuses_stored_files(trained,
     assert compressed["auc"] == pytest.approx(M.auc(scored["scores"], scored["labels"]))
     assert plain["auc"] == pytest.approx(M.auc(scored_as_made["scores"], scored_as_made["labels"]))
     assert not torch.allclose(torch.as_tensor(scored["scores"]), torch.as_tensor(scored_as_made["scores"]))
-    folder = tmp_path / "faces"
-    for label in ("real", "fake"):
-        (folder / label).mkdir(parents=True)
-    assert main(base + ["--data", str(folder), "--jpeg", "0.5"]) == 2
+    assert main(base + ["--data", str(stored_faces_folder(tmp_path)), "--jpeg", "0.5"]) == 2
     assert "forgeries made per the recipe" in capsys.readouterr().err
     assert main(base + ["--jpeg", "1.5"]) == 2
 
