@@ -7,7 +7,7 @@ until it serves (``/config`` answers) and until the first ``analyze`` call retur
 ``--runs`` calls of ``analyze`` after ``--warm-up`` calls. The headline is what a browser user
 waits for: the JSON with links to the pictures, then the pictures over 6 parallel connections
 (a browser's per-host limit). Also printed: gradio_client with its default downloads (one file
-at a time, a new connection and a hash each: client-side cost, the server sends all 18 pictures
+at a time, a new connection and a hash each: client-side cost, the server sends all 15 pictures
 in ~0.1 s), the time inside the server, each detector's median time, and the server's peak
 resident memory (VmHWM). ``bench/browser_latency.py`` times the page itself in Chromium.
 Targets (issue 10): median <= 1.5 s, ready <= 20 s, peak <= 3 GB.
