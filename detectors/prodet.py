@@ -36,7 +36,7 @@ Forgery Lens choices (the paper is silent or the setting differs):
   ``tf_efficientnet_b4``, which uses TF "same" padding).
 * Demo: the same structure with timm's ``tf_efficientnet_lite0`` (EfficientNet-Lite0: ReLU6, no
   squeeze-excitation, TF padding; the closest ImageNet EfficientNet reachable offline, see
-  ``detectors/pretrained.py``) at the faces' native 128 px (4x4 feature map), 96 feature channels
+  ``detectors/pretrained/``) at the faces' native 128 px (4x4 feature map), 96 feature channels
   and 64-wide heads. Its recipe starts the backbone from the ImageNet weights (``model.init``,
   ``training/pretrained_init.py``); the checkpoint holds the fine-tuned weights, so loading it
   needs no cache. It trains on 2 CPU cores in minutes and ships under 25 MB.

