@@ -216,6 +216,9 @@ def test_a_clip_shows_each_detectors_timeline_verdict_and_key_frame(page, tmp_pa
         page.wait_for_selector(f"#video-plot-{family} canvas, #video-plot-{family} svg", timeout=TIMEOUT_MS)
         page.wait_for_function("f => { const i = document.querySelector('#video-evidence-' + f + ' img');"
                                " return i && i.complete && i.naturalWidth > 0; }", arg=family, timeout=TIMEOUT_MS)
+        if family in ("antifake_prompt", "prodet", "vlffd"):  # their numbers come as a chart beside the pictures
+            page.locator(f"#video-chart-{family}").scroll_into_view_if_needed()
+            page.wait_for_selector(f"#video-chart-{family} canvas, #video-chart-{family} svg", timeout=TIMEOUT_MS)
     assert "Combined verdict" in page.inner_text("#video-combined")
     ARTIFACTS.mkdir(exist_ok=True)
     page.locator("#video").scroll_into_view_if_needed()

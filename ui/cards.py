@@ -75,9 +75,7 @@ def build_card(slot: pipeline.DetectorSlot, analyzer: pipeline.Analyzer, picture
                 with gr.Column(min_width=170, elem_classes=["slot"]):
                     images.append(gr.Image(visible=False, interactive=False, format="png", height=SLOT_HEIGHT,
                                            show_label=False, elem_id=f"img-{slot.family}-{i}"))
-                    plots.append(gr.BarPlot(visible=False, x="label", y="value", color="label", y_lim=[0, 1],
-                                            colors_in_legend=[], x_label_angle=-45, tooltip="all",
-                                            height=SLOT_HEIGHT, show_label=False, elem_id=f"plot-{slot.family}-{i}"))
+                    plots.append(bar_plot(f"plot-{slot.family}-{i}"))
                     texts.append(gr.Markdown(visible=False, elem_id=f"text-{slot.family}-{i}"))
         state = gr.State(None, time_to_live=STATE_TTL)
         probe = gr.State(None, time_to_live=STATE_TTL)
@@ -98,6 +96,12 @@ def card_fn(analyzer: pipeline.Analyzer, slot: pipeline.DetectorSlot, picture: P
 
     run_card.__name__ = f"detect_{slot.family}"
     return run_card
+
+
+def bar_plot(elem_id: str, height: int = SLOT_HEIGHT) -> gr.BarPlot:
+    """A hidden bar plot that :func:`bar_plot_update` fills with a :class:`BarChart`."""
+    return gr.BarPlot(visible=False, x="label", y="value", color="label", y_lim=[0, 1], colors_in_legend=[],
+                      x_label_angle=-45, tooltip="all", height=height, show_label=False, elem_id=elem_id)
 
 
 def bar_plot_update(chart: BarChart) -> dict:

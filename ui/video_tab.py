@@ -23,6 +23,7 @@ from explain.summary import escape
 from pipeline.video import PreparedVideo, VideoDetectorResult, VideoReport, thumbnails, tracks_picture
 
 from . import texts
+from .cards import bar_plot, bar_plot_update
 from .files import Pictures
 from .values import MAX_FACES, error_markdown, face_index, read_choices, signature
 
@@ -42,10 +43,15 @@ class VideoCard:
     verdict: Any
     plot: Any
     evidence: Any
+    chart: Any  # the chosen frame's bar chart, for a detector that draws one
+
+    @property
+    def evidence_outputs(self) -> list:
+        return [self.evidence, self.chart]
 
     @property
     def outputs(self) -> list:
-        return [self.verdict, self.plot, self.evidence]
+        return [self.verdict, self.plot, *self.evidence_outputs]
 
 
 def video_path(payload: Any) -> str | None:
@@ -96,7 +102,8 @@ def build_video_tab(analyzer: pipeline.Analyzer, picture: Pictures, discard: Cal
                 with gr.Column(scale=2, min_width=320):
                     evidence = gr.Gallery(label="Evidence on the chosen frame", columns=3, height=240,
                                           object_fit="contain", elem_id=f"video-evidence-{slot.family}")
-            cards[slot.family] = VideoCard(slot.family, verdict, plot, evidence)
+                    chart = bar_plot(f"video-chart-{slot.family}", height=200)
+            cards[slot.family] = VideoCard(slot.family, verdict, plot, evidence, chart)
         with gr.Accordion("Result as JSON: the `analyze_video` API (one call, all detectors)", open=False):
             gr.Markdown("Scripts call `Client(url).predict(handle_file(path), 16, 1, "
                         "api_name='/analyze_video')` (gradio_client) and get this JSON.")
@@ -135,7 +142,7 @@ def build_video_tab(analyzer: pipeline.Analyzer, picture: Pictures, discard: Cal
         strip_items = [(picture(img), caption) for img, caption in thumbnails(report.video, report.track_index)]
         values = []
         for r in report.results:
-            values += [_verdict_markdown(r, report), _timeline(r), _evidence(r, r.key_frame, picture)]
+            values += [_verdict_markdown(r, report), _timeline(r), *_evidence(r, r.key_frame, picture)]
         frame_note = ("Each detector's evidence is shown on its own most suspicious frame (highest P(fake)). "
                       "Click a frame above, or drag across a timeline, to see every detector on that frame.")
         status_md = " ".join(report.notes()) + f" Done in {seconds:.1f} s."
@@ -146,7 +153,7 @@ def build_video_tab(analyzer: pipeline.Analyzer, picture: Pictures, discard: Cal
     def show_frame(held, evt: gr.SelectData):
         """Every detector's evidence on the frame clicked in the strip (or the time dragged on a timeline)."""
         if held is None:
-            return ["Analyze a clip first.", *[gr.update()] * len(slots)]
+            return ["Analyze a clip first.", *[gr.update()] * (2 * len(slots))]
         report: VideoReport = held[1]
         index = evt.index
         if isinstance(index, (list, tuple)):  # a drag across a timeline: its time range
@@ -155,11 +162,11 @@ def build_video_tab(analyzer: pipeline.Analyzer, picture: Pictures, discard: Cal
         index = int(index)
         pipeline.frame_evidence(report, index)
         by_family = {r.family: r for r in report.results}
-        galleries = [_evidence(by_family[s.family], index, picture) if s.family in by_family else gr.update()
-                     for s in slots]
+        evidence = [v for s in slots for v in (_evidence(by_family[s.family], index, picture)
+                                               if s.family in by_family else [gr.update(), gr.update()])]
         missing = "" if index in report.track.faces else " The followed face was not found in this frame."
         return [f"Evidence on frame {index + 1} of {len(report.times)} ({report.times[index]:.2f} s).{missing}",
-                *galleries]
+                *evidence]
 
     def analyze(video, n_frames, number, *choices):
         """One call, all chosen detectors: the JSON report of the clip."""
@@ -177,10 +184,11 @@ def build_video_tab(analyzer: pipeline.Analyzer, picture: Pictures, discard: Cal
     button.click(run_page, inputs, [tracks_img, status, combined, strip, frame_md, *card_outputs, state],
                  api_name="video_page", api_visibility="undocumented", preprocess=False, concurrency_id="cnn",
                  concurrency_limit=cnn_concurrency)
-    strip.select(show_frame, [state], [frame_md, *[cards[s.family].evidence for s in slots]], api_name=False,
+    frame_outputs = [frame_md, *[c for s in slots for c in cards[s.family].evidence_outputs]]
+    strip.select(show_frame, [state], frame_outputs, api_name=False,
                  concurrency_id="cnn", concurrency_limit=cnn_concurrency)
     for slot in slots:
-        cards[slot.family].plot.select(show_frame, [state], [frame_md, *[cards[s.family].evidence for s in slots]],
+        cards[slot.family].plot.select(show_frame, [state], frame_outputs,
                                        api_name=False, concurrency_id="cnn", concurrency_limit=cnn_concurrency)
     names = ["video", "frames", "face"] + [f"{k}_{s.family}" for s in slots for k in ("run", "source")]
     analyze.__signature__ = signature(names)
@@ -207,7 +215,7 @@ def _existing(path: str | None) -> str:
 
 
 def _cleared(slots, cards: dict[str, VideoCard]) -> list:
-    return [v for s in slots for v in ("", None, [])]
+    return [v for s in slots for v in ("", None, [], gr.update(value=None, visible=False))]
 
 
 def _timeline(r: VideoDetectorResult) -> pd.DataFrame | None:
@@ -221,12 +229,16 @@ def _timeline(r: VideoDetectorResult) -> pd.DataFrame | None:
 
 
 def _evidence(r: VideoDetectorResult, frame: int | None, picture: Pictures) -> list:
+    """[gallery, chart] of one detector on ``frame``: its pictures, and its bar chart if it draws one."""
+    hidden = gr.update(value=None, visible=False)
     if frame is None or frame not in r.evidence:
-        return []
+        return [[], hidden]
     when = r.times[frame]
     p = r.probs[frame]
-    return [(picture(e.image, min_side=256), f"{e.title} \u00b7 {when:.2f} s \u00b7 P(fake) {p:.2f}")
-            for e in r.evidence[frame] if e.image is not None]
+    pictures = [(picture(e.image, min_side=256), f"{e.title} \u00b7 {when:.2f} s \u00b7 P(fake) {p:.2f}")
+                for e in r.evidence[frame] if e.image is not None]
+    chart = next((e.chart for e in r.evidence[frame] if e.chart is not None), None)
+    return [pictures, bar_plot_update(chart) if chart is not None else hidden]
 
 
 def _verdict_markdown(r: VideoDetectorResult, report: VideoReport) -> str:
