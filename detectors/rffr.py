@@ -490,8 +490,11 @@ def rffr_full(**overrides: Any) -> RFFRDetector:
 
 @register_detector
 def rffr_demo(**overrides: Any) -> RFFRDetector:
-    """The same structure on CPU: 112 px, patch 8 (still a 14x14 grid), narrow shallow ViTs."""
+    """The same structure on CPU: 112 px, patch 8 (still a 14x14 grid), a small MAE, and detector ViTs
+    shaped as DINOv2 ViT-S/14's first six blocks (its recipe starts them from DINOv2), stored in
+    float16."""
     model_args = dict(input_size=112, patch_size=8, crop_size=128, crop_margin=1.3,
                       mae_dim=128, mae_depth=4, mae_heads=4, decoder_dim=96, decoder_depth=2, decoder_heads=3,
-                      vit_dim=128, vit_depth=4, vit_heads=4)
+                      vit_dim=384, vit_depth=6, vit_heads=6, vit_layer_scale=1e-5, feature_norm=True,
+                      storage_dtype="float16")
     return _create("rffr_demo", **{**model_args, **overrides})

@@ -51,7 +51,8 @@ def test_stem_is_trained_through_the_tower():
 
 def test_rffr_conv_stem_feeds_the_token_vits_and_blocks_the_mae_start():
     tiny = dict(input_size=56, patch_size=4, mae_dim=16, mae_depth=1, mae_heads=2, decoder_dim=16, decoder_depth=1,
-                decoder_heads=2, vit_dim=16, vit_depth=1, vit_heads=2, crop_size=64)
+                decoder_heads=2, vit_dim=16, vit_depth=1, vit_heads=2, crop_size=64, vit_layer_scale=0.0,
+                feature_norm=False)
     conv = build_detector("rffr_demo", patch_stem="conv", stem_width=4, **tiny).eval()
     assert isinstance(conv.image_vit.patch_embed.proj, ConvStem)
     assert isinstance(conv.residual_vit.patch_embed.proj, ConvStem)

@@ -28,7 +28,7 @@ TINY = {
                      middle_reps=1, exit_channels=(16, 16, 16), score_channels=8, fusion_hidden=16, fusion_out=16,
                      proj_dim=8),
     "rffr_demo": dict(mae_dim=32, mae_depth=1, mae_heads=2, decoder_dim=32, decoder_depth=1, decoder_heads=2,
-                      vit_dim=32, vit_depth=1, vit_heads=2),
+                      vit_dim=32, vit_depth=1, vit_heads=2, vit_layer_scale=0.0, feature_norm=False),
     "prodet_demo": dict(input_size=64, crop_size=64, feature_dim=16, head_dim=8),
     "vlffd_demo": dict(input_size=32, patch_size=8, crop_size=48, vision_width=32, vision_layers=1, vision_heads=2,
                        vision_mlp=64, text_width=32, text_layers=1, text_heads=2, text_mlp=64, embed_dim=16),

@@ -9,8 +9,10 @@ from detectors import build_detector, create_detector
 from detectors.rffr import RFFRConfig, block_layout
 from training.methods import get_method
 
+# the demo's structure at toy widths, with plain ViT blocks (no LayerScale, no feature norm: what a
+# from-scratch or MAE-started run uses)
 TINY = dict(mae_dim=32, mae_depth=1, mae_heads=2, decoder_dim=32, decoder_depth=1, decoder_heads=2,
-            vit_dim=32, vit_depth=1, vit_heads=2)
+            vit_dim=32, vit_depth=1, vit_heads=2, vit_layer_scale=0.0, feature_norm=False)
 
 
 @pytest.fixture(scope="module")
