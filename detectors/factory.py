@@ -5,12 +5,13 @@ registry's classes to the hub's files. ``Detector.from_pretrained`` calls into h
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from .errors import CheckpointMismatch, CheckpointNotFound, UnsafeCheckpoint
 from .file_format import CONFIG_FILE, PICKLE_SUFFIXES, WEIGHTS_FILE, WEIGHTS_INDEX_FILE
 from .hub import load_side_files, load_weights, read_config, resolve_source
-from .registry import get_entry
+from .registry import get_entry, get_family
 from .weight_files import has_weights
 
 
@@ -55,7 +56,7 @@ def load_checkpoint(source: str, expected_family: str | None = None, demo_name: 
     if family != entry.family:
         raise CheckpointMismatch(f"{folder / CONFIG_FILE}: name {name!r} does not match family {family!r}")
     try:
-        model = entry.factory(**{**data, **overrides})
+        model = entry.factory(**{**fields_it_predates(data, family), **data, **overrides})
     except (TypeError, ValueError) as exc:
         raise CheckpointMismatch(f"{folder / CONFIG_FILE}: {exc}") from None
     model.config.name = name
@@ -64,3 +65,13 @@ def load_checkpoint(source: str, expected_family: str | None = None, demo_name: 
     model.source = label
     model.eval()
     return model
+
+
+def fields_it_predates(data: dict[str, Any], family: str) -> dict[str, Any]:
+    """The config fields a checkpoint's ``config.json`` lacks, at their dataclass defaults.
+
+    A field added after a checkpoint was written defaults to the network it was trained as (the
+    rule for new fields); the registry entry's value, what ships now, would build another network.
+    """
+    defaults = dataclasses.asdict(get_family(family).config_class())
+    return {k: v for k, v in defaults.items() if k not in data and k not in ("name", "extra")}

@@ -49,6 +49,7 @@ class FamilyEntry:
     paper: str
     serial: bool  # runs one request at a time (too large to share the CPU with the others)
     model_class: type
+    config_class: type  # its config dataclass
 
 
 class DeclaresFamily(Protocol):
@@ -58,11 +59,12 @@ class DeclaresFamily(Protocol):
     display_name: ClassVar[str]
     paper: ClassVar[str]
     serial: ClassVar[bool]
+    config_class: ClassVar[type]
 
 
 def register_family(cls: type[DeclaresFamily]) -> type[DeclaresFamily]:
     """Record the family a detector class declares (called by ``Detector.__init_subclass__``)."""
-    _FAMILIES[cls.family] = FamilyEntry(cls.family, cls.display_name or cls.family, cls.paper, bool(cls.serial), cls)
+    _FAMILIES[cls.family] = FamilyEntry(cls.family, cls.display_name or cls.family, cls.paper, bool(cls.serial), cls, cls.config_class)
     return cls
 
 

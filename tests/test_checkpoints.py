@@ -97,6 +97,25 @@ def test_shape_mismatch_names_tensor_and_shapes(saved):
         create_detector("tiny_test", str(folder))
 
 
+def test_a_checkpoint_older_than_a_config_field_loads_as_trained(tmp_path):
+    # rffr_demo's registry entry now asks for LayerScale and a feature norm; a checkpoint written before
+    # those fields existed holds neither, and must load as the plain network it was trained as
+    toy = dict(mae_dim=32, mae_depth=1, mae_heads=2, decoder_dim=32, decoder_depth=1, decoder_heads=2,
+               vit_dim=32, vit_depth=1, vit_heads=2)
+    torch.manual_seed(0)
+    old = build_detector("rffr_demo", **toy, vit_layer_scale=0.0, feature_norm=False).eval()
+    old.save_pretrained(tmp_path / "old")
+    cfg = json.loads((tmp_path / "old" / "config.json").read_text())
+    for added_later in ("vit_layer_scale", "feature_norm", "storage_dtype"):
+        del cfg[added_later]
+    (tmp_path / "old" / "config.json").write_text(json.dumps(cfg))
+    loaded = create_detector("rffr_demo", str(tmp_path / "old"))
+    assert (loaded.config.vit_layer_scale, loaded.config.feature_norm) == (0.0, False)
+    x = torch.randn(1, 3, old.config.input_size, old.config.input_size)
+    with torch.no_grad():
+        assert torch.equal(loaded(x)["logits"], old(x)["logits"])
+
+
 def test_invalid_config_json(saved):
     _, folder = saved
     (folder / "config.json").write_text("{not json")
