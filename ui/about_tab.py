@@ -26,7 +26,9 @@ def about_markdown(analyzer: pipeline.Analyzer, upload_grace: float, delete_cach
     lines += ["", "### How well each checkpoint detects, by kind of fake",
               "Measured AUC (0.5 = guessing, 1 = perfect, below 0.5 = worse than guessing) on faces none of them was "
               "trained on, from each checkpoint's recorded evaluation. Kinds not listed (diffusion-generated faces, "
-              "real face swaps, attribute edits) were not measured: expect less.", "",
+              "real face swaps, attribute edits) were not measured: expect less. The StyleGAN2 faces come from the "
+              "generator whose faces are in the training mix; a generator left out of training is ranked close to "
+              "guessing.", "",
               summary.accuracy_table(measured)]
     lines += [
         "", "### Your photos",
