@@ -104,8 +104,11 @@ def bar_plot(elem_id: str, height: int = SLOT_HEIGHT) -> gr.BarPlot:
                       x_label_angle=-45, tooltip="all", height=height, show_label=False, elem_id=elem_id)
 
 
-def bar_plot_update(chart: BarChart) -> dict:
-    """A slot's bar plot showing ``chart``, its bars in the chart's order (the browser draws it)."""
+def bar_plot_update(chart: BarChart | None) -> dict:
+    """A slot's bar plot showing ``chart``, its bars in the chart's order (the browser draws it);
+    ``None`` empties and hides it."""
+    if chart is None:
+        return gr.update(value=None, visible=False)
     table = pd.DataFrame({"label": chart.labels, "value": chart.values})
     return gr.update(value=table, x_title=" ", y_title=chart.value_title, y_lim=list(chart.value_range),
                      sort=list(chart.labels), x_label_angle=-45 if len(chart.labels) <= 4 else -90,

@@ -215,7 +215,7 @@ def _existing(path: str | None) -> str:
 
 
 def _cleared(slots, cards: dict[str, VideoCard]) -> list:
-    return [v for s in slots for v in ("", None, [], gr.update(value=None, visible=False))]
+    return [v for s in slots for v in ("", None, [], bar_plot_update(None))]
 
 
 def _timeline(r: VideoDetectorResult) -> pd.DataFrame | None:
@@ -230,15 +230,14 @@ def _timeline(r: VideoDetectorResult) -> pd.DataFrame | None:
 
 def _evidence(r: VideoDetectorResult, frame: int | None, picture: Pictures) -> list:
     """[gallery, chart] of one detector on ``frame``: its pictures, and its bar chart if it draws one."""
-    hidden = gr.update(value=None, visible=False)
     if frame is None or frame not in r.evidence:
-        return [[], hidden]
+        return [[], bar_plot_update(None)]
     when = r.times[frame]
     p = r.probs[frame]
     pictures = [(picture(e.image, min_side=256), f"{e.title} \u00b7 {when:.2f} s \u00b7 P(fake) {p:.2f}")
                 for e in r.evidence[frame] if e.image is not None]
     chart = next((e.chart for e in r.evidence[frame] if e.chart is not None), None)
-    return [pictures, bar_plot_update(chart) if chart is not None else hidden]
+    return [pictures, bar_plot_update(chart)]
 
 
 def _verdict_markdown(r: VideoDetectorResult, report: VideoReport) -> str:
