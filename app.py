@@ -60,6 +60,7 @@ MAX_FILE_SIZE = "100mb"  # a 30 s phone clip
 CSS = """
 .card {border: 1px solid var(--border-color-primary); border-radius: 10px; padding: 8px;}
 #status .error, .fl-error {border-left: 4px solid #e69f00; padding-left: 8px;}
+#about-text th {word-break: normal; overflow-wrap: normal;}  /* headers break between words only */
 """
 
 

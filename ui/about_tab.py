@@ -10,7 +10,7 @@ from explain import summary
 
 def build_about_tab(analyzer: pipeline.Analyzer, upload_grace: float, delete_cache: tuple[int, int]) -> None:
     with gr.Tab("About", id="about"):
-        gr.Markdown(about_markdown(analyzer, upload_grace, delete_cache))
+        gr.Markdown(about_markdown(analyzer, upload_grace, delete_cache), elem_id="about-text")
 
 
 def about_markdown(analyzer: pipeline.Analyzer, upload_grace: float, delete_cache: tuple[int, int]) -> str:
