@@ -516,6 +516,16 @@ def test_a_failing_check_caches_nothing(tmp_path, lite0_wheel):
     assert list((tmp_path / "cache").iterdir()) == []
 
 
+def test_conversion_writes_the_same_bytes_every_time(tmp_path, lite0_wheel, monkeypatch):
+    # the cards record the converted file's sha256: it must not depend on the run
+    monkeypatch.setitem(P.CHECKS, "imagenet_top1", lambda b, state, ref: {"passed": True, "summary": "stand-in"})
+    hashes = set()
+    for i in range(6):
+        P.convert_wheel("efficientnet_lite0", lite0_wheel, root=tmp_path / f"cache{i}", check_wheel_hash=False)
+        hashes.add(P.sha256_file(tmp_path / f"cache{i}" / "efficientnet_lite0" / "model.safetensors"))
+    assert len(hashes) == 1
+
+
 def test_cache_round_trip_cli_and_tamper_detection(tmp_path, lite0_wheel, monkeypatch, capsys):
     from training.cli import main
 

