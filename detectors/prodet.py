@@ -28,7 +28,7 @@ Forgery Lens choices (the paper is silent or the setting differs):
   dict does; inference never calls them (the authors' ``ProDet_infer`` loads without them).
   ``transition_blocks=False`` builds an inference-only model without them.
 * The feature map side is ``input_size // 32`` (8 at 256 px) instead of a hard-wired 8, so
-  the same architecture runs at the demo's 128 px (4x4). The lift's hidden width is
+  the same architecture runs at the demo's 192 px (6x6). The lift's hidden width is
   ``head_dim`` (256 in the paper).
 * Backbone from timm (``efficientnet_b4``, symmetric padding) instead of the authors'
   ``efficientnet_pytorch`` TF port; the full config names the timm ImageNet weights a user
@@ -36,7 +36,7 @@ Forgery Lens choices (the paper is silent or the setting differs):
   ``tf_efficientnet_b4``, which uses TF "same" padding).
 * Demo: the same structure with timm's ``tf_efficientnet_lite0`` (EfficientNet-Lite0: ReLU6, no
   squeeze-excitation, TF padding; the closest ImageNet EfficientNet reachable offline, see
-  ``detectors/pretrained/``) at the faces' native 128 px (4x4 feature map), 96 feature channels
+  ``detectors/pretrained/``) at 192 px (the 128 px face crop up-sampled; 6x6 feature map), 96 feature channels
   and 64-wide heads. Its recipe starts the backbone from the ImageNet weights (``model.init``,
   ``training/pretrained_init.py``); the checkpoint holds the fine-tuned weights, so loading it
   needs no cache. It trains on 2 CPU cores in minutes and ships under 25 MB.
@@ -313,9 +313,9 @@ def prodet_full(**overrides: Any) -> ProDetDetector:
 
 @register_detector
 def prodet_demo(**overrides: Any) -> ProDetDetector:
-    """The same architecture on a CPU budget: EfficientNet-Lite0 (ImageNet start in the recipe) at the
-    faces' native 128 px, 96 feature channels, 64-wide heads; about 5 M parameters (with the
-    training-only transition blocks)."""
-    model_args = dict(input_size=128, crop_size=128, backbone="tf_efficientnet_lite0", feature_dim=96, head_dim=64,
+    """The same architecture on a CPU budget: EfficientNet-Lite0 (ImageNet start in the recipe) at
+    192 px (the 128 px crop up-sampled), 96 feature channels, 64-wide heads; about 5 M parameters
+    (with the training-only transition blocks)."""
+    model_args = dict(input_size=192, crop_size=128, backbone="tf_efficientnet_lite0", feature_dim=96, head_dim=64,
                       pretrained_weights="timm/tf_efficientnet_lite0.in1k")
     return _create("prodet_demo", **{**model_args, **overrides})

@@ -100,7 +100,9 @@ def test_card_check_fails_on_a_tampered_copy_and_card_repairs_it(tmp_path, capsy
     lav, prodet = _card_only_copy("lav", tmp_path / "lav"), _card_only_copy("prodet", tmp_path / "prodet")
     assert main(["card", str(lav), str(prodet), "--check"]) == 0
     readme = lav / "README.md"
-    readme.write_text(readme.read_text(encoding="utf-8").replace("| 0.8310 |", "| 0.8400 |"), encoding="utf-8")
+    shown = f"| {json.loads((lav / 'config.json').read_text(encoding='utf-8'))['extra']['evaluation'][0]['auc']:.4f} |"
+    assert shown in readme.read_text(encoding="utf-8") and shown != "| 0.8400 |"
+    readme.write_text(readme.read_text(encoding="utf-8").replace(shown, "| 0.8400 |"), encoding="utf-8")
     config = json.loads((prodet / "config.json").read_text(encoding="utf-8"))
     config["extra"]["evaluation"][1]["auc"] = 0.95  # a figure changed in the config but not on the card
     (prodet / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")  # and not as saved

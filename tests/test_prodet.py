@@ -199,7 +199,7 @@ def test_explanations(model):
 @pytest.mark.needs_data
 def test_demo_checkpoint_loads_with_fitted_anchors():
     model = create_detector("prodet_demo")
-    assert model.source == "demo" and model.config.input_size == 128
+    assert model.source == "demo" and model.config.input_size == 192
     assert float(model.anchors_fitted) == 2.0 and 0 < model.config.threshold < 1
 
 
@@ -210,7 +210,8 @@ def test_anchor_items_hold_one_face_in_all_four_kinds():
     cfg = build_detector("prodet_demo").config
     data = build_anchor_dataset({"pool": "../shared/data/ffhq128-real", "limit": 12, "augment": False}, cfg, "train")
     a, b = data[0], data[1]
-    assert a["image"].shape == (4, 3, 128, 128) and a["kind"].tolist() == [K.REAL, K.SBI, K.DONOR, K.DEEPFAKE]
+    side = cfg.input_size  # the 128 px faces, up-sampled to what the tower takes
+    assert a["image"].shape == (4, 3, side, side) and a["kind"].tolist() == [K.REAL, K.SBI, K.DONOR, K.DEEPFAKE]
     assert a["label"].tolist() == [0, 1, 1, 1]
     same = torch.corrcoef(a["image"].flatten(1))[0, 1:]
     other = torch.corrcoef(torch.stack([a["image"][0].flatten(), b["image"][0].flatten()]))[0, 1]
